@@ -1,0 +1,91 @@
+// Legacy SEV command buffer layouts (sev-reference §2.7: sev-tool sevapi.h, ASPFW sev_mcmd.h).
+import { StructLayout } from './layout.js';
+
+// INIT: sev-tool sevapi.h sev_init_cmd_buf
+export const InitBuffer = new StructLayout('INIT command buffer', 0x14, {
+  flags: { offset: 0x00, type: 'u32' },
+  tmrPaddr: { offset: 0x08, type: 'u64' },
+  tmrLength: { offset: 0x10, type: 'u32' },
+});
+/** INIT flags bit 0: initialise SEV-ES support (needs a TMR). */
+export const INIT_FLAG_ES = 0x1;
+/** The Trusted Memory Region for SEV-ES: 1 MiB, 1 MiB aligned (sev-reference §2.7). */
+export const TMR_SIZE = 0x100000;
+
+// PLATFORM_STATUS: sev-tool sevapi.h sev_platform_status_cmd_buf
+export const PlatformStatusBuffer = new StructLayout('PLATFORM_STATUS command buffer', 0x0c, {
+  apiMajor: { offset: 0x00, type: 'u8' },
+  apiMinor: { offset: 0x01, type: 'u8' },
+  state: { offset: 0x02, type: 'u8' },
+  owner: { offset: 0x03, type: 'u8' },
+  config: { offset: 0x04, type: 'u16' },
+  buildId: { offset: 0x07, type: 'u8' },
+  guestCount: { offset: 0x08, type: 'u32' },
+});
+/** PLATFORM_STATUS config bit 0: SEV-ES initialised. */
+export const PLATFORM_CONFIG_ES = 0x1;
+
+// DECOMMISSION / DEACTIVATE / LAUNCH_FINISH: a handle only (sev-tool sevapi.h)
+export const HandleBuffer = new StructLayout('guest handle command buffer', 0x04, {
+  handle: { offset: 0x00, type: 'u32' },
+});
+
+// ACTIVATE: sev-tool sevapi.h sev_activate_cmd_buf
+export const ActivateBuffer = new StructLayout('ACTIVATE command buffer', 0x08, {
+  handle: { offset: 0x00, type: 'u32' },
+  asid: { offset: 0x04, type: 'u32' },
+});
+
+// GUEST_STATUS: sev-tool sevapi.h sev_guest_status_cmd_buf
+export const GuestStatusBuffer = new StructLayout('GUEST_STATUS command buffer', 0x10, {
+  handle: { offset: 0x00, type: 'u32' },
+  policy: { offset: 0x04, type: 'u32' },
+  asid: { offset: 0x08, type: 'u32' },
+  state: { offset: 0x0c, type: 'u8' },
+});
+
+// LAUNCH_START: sev-tool sevapi.h sev_launch_start_cmd_buf
+export const LaunchStartBuffer = new StructLayout('LAUNCH_START command buffer', 0x24, {
+  handle: { offset: 0x00, type: 'u32' },
+  policy: { offset: 0x04, type: 'u32' },
+  gdhCertPaddr: { offset: 0x08, type: 'u64' },
+  gdhCertLength: { offset: 0x10, type: 'u32' },
+  sessionPaddr: { offset: 0x18, type: 'u64' },
+  sessionLength: { offset: 0x20, type: 'u32' },
+});
+
+// LAUNCH_UPDATE_DATA and LAUNCH_UPDATE_VMSA: sev-tool sevapi.h sev_launch_update_data_cmd_buf
+export const LaunchUpdateBuffer = new StructLayout('LAUNCH_UPDATE command buffer', 0x14, {
+  handle: { offset: 0x00, type: 'u32' },
+  paddr: { offset: 0x08, type: 'u64' },
+  length: { offset: 0x10, type: 'u32' },
+});
+
+// LAUNCH_MEASURE: sev-tool sevapi.h sev_launch_measure_cmd_buf
+export const LaunchMeasureBuffer = new StructLayout('LAUNCH_MEASURE command buffer', 0x14, {
+  handle: { offset: 0x00, type: 'u32' },
+  paddr: { offset: 0x08, type: 'u64' },
+  length: { offset: 0x10, type: 'u32' },
+});
+
+// LAUNCH_MEASURE output: sev-reference §5.2 (ASPFW sev_guest.c sev_guest_measure)
+export const LaunchMeasurement = new StructLayout('LAUNCH_MEASURE output', 0x30, {
+  measurement: { offset: 0x00, type: 'bytes', length: 32 },
+  mnonce: { offset: 0x20, type: 'bytes', length: 16 },
+});
+
+/** Size of the command buffer each command reads, so the PSP knows how many bytes to fetch. */
+export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
+  0x01: InitBuffer.size,
+  0x02: 0,
+  0x04: PlatformStatusBuffer.size,
+  0x0a: 0,
+  0x20: HandleBuffer.size,
+  0x21: ActivateBuffer.size,
+  0x22: HandleBuffer.size,
+  0x23: GuestStatusBuffer.size,
+  0x30: LaunchStartBuffer.size,
+  0x31: LaunchUpdateBuffer.size,
+  0x33: LaunchMeasureBuffer.size,
+  0x35: HandleBuffer.size,
+};

@@ -1,0 +1,118 @@
+// Legacy SEV and SNP command IDs and status codes (sev-reference §2.2–2.3; Linux include/linux/psp-sev.h).
+
+/** PSP mailbox command IDs. */
+export const SevCommand = {
+  INIT: 0x01,
+  SHUTDOWN: 0x02,
+  PLATFORM_RESET: 0x03,
+  PLATFORM_STATUS: 0x04,
+  PEK_GEN: 0x05,
+  PEK_CSR: 0x06,
+  PEK_CERT_IMPORT: 0x07,
+  PDH_CERT_EXPORT: 0x08,
+  PDH_GEN: 0x09,
+  DF_FLUSH: 0x0a,
+  DOWNLOAD_FIRMWARE: 0x0b,
+  GET_ID: 0x0c,
+  INIT_EX: 0x0d,
+  NOP: 0x0e,
+  DECOMMISSION: 0x20,
+  ACTIVATE: 0x21,
+  DEACTIVATE: 0x22,
+  GUEST_STATUS: 0x23,
+  COPY: 0x24,
+  ACTIVATE_EX: 0x25,
+  LAUNCH_START: 0x30,
+  LAUNCH_UPDATE_DATA: 0x31,
+  LAUNCH_UPDATE_VMSA: 0x32,
+  LAUNCH_MEASURE: 0x33,
+  LAUNCH_SECRET: 0x34,
+  LAUNCH_FINISH: 0x35,
+  ATTESTATION: 0x36,
+  SEND_START: 0x40,
+  SEND_UPDATE_DATA: 0x41,
+  SEND_UPDATE_VMSA: 0x42,
+  SEND_FINISH: 0x43,
+  SEND_CANCEL: 0x44,
+  RECEIVE_START: 0x50,
+  RECEIVE_UPDATE_DATA: 0x51,
+  RECEIVE_UPDATE_VMSA: 0x52,
+  RECEIVE_FINISH: 0x53,
+  DBG_DECRYPT: 0x60,
+  DBG_ENCRYPT: 0x61,
+} as const;
+export type SevCommandId = (typeof SevCommand)[keyof typeof SevCommand];
+
+/** Firmware status codes returned in the low 16 bits of CmdResp. */
+export const SevStatus = {
+  SUCCESS: 0x00,
+  INVALID_PLATFORM_STATE: 0x01,
+  INVALID_GUEST_STATE: 0x02,
+  INVALID_CONFIG: 0x03,
+  INVALID_LENGTH: 0x04,
+  ALREADY_OWNED: 0x05,
+  INVALID_CERTIFICATE: 0x06,
+  POLICY_FAILURE: 0x07,
+  INACTIVE: 0x08,
+  INVALID_ADDRESS: 0x09,
+  BAD_SIGNATURE: 0x0a,
+  BAD_MEASUREMENT: 0x0b,
+  ASID_OWNED: 0x0c,
+  INVALID_ASID: 0x0d,
+  WBINVD_REQUIRED: 0x0e,
+  DF_FLUSH_REQUIRED: 0x0f,
+  INVALID_GUEST: 0x10,
+  INVALID_COMMAND: 0x11,
+  ACTIVE: 0x12,
+  HWERROR_PLATFORM: 0x13,
+  HWERROR_UNSAFE: 0x14,
+  UNSUPPORTED: 0x15,
+  INVALID_PARAM: 0x16,
+  RESOURCE_LIMIT: 0x17,
+  SECURE_DATA_INVALID: 0x18,
+  INVALID_PAGE_SIZE: 0x19,
+  INVALID_PAGE_STATE: 0x1a,
+  INVALID_MDATA_ENTRY: 0x1b,
+  INVALID_PAGE_OWNER: 0x1c,
+  AEAD_OFLOW: 0x1d,
+  RING_BUFFER_EXIT: 0x1f,
+  RMP_INIT_REQUIRED: 0x20,
+  BAD_SVN: 0x21,
+  BAD_VERSION: 0x22,
+  SHUTDOWN_REQUIRED: 0x23,
+  UPDATE_FAILED: 0x24,
+  RESTORE_REQUIRED: 0x25,
+  RMP_INITIALIZATION_FAILED: 0x26,
+  INVALID_KEY: 0x27,
+} as const;
+export type SevStatusCode = (typeof SevStatus)[keyof typeof SevStatus];
+
+const statusNames = new Map<number, string>(Object.entries(SevStatus).map(([k, v]) => [v, k]));
+const commandNames = new Map<number, string>(Object.entries(SevCommand).map(([k, v]) => [v, k]));
+
+/** "ASID_OWNED (0x0c)" for display. */
+export function statusName(code: number): string {
+  return `${statusNames.get(code) ?? 'UNKNOWN'} (0x${code.toString(16).padStart(2, '0')})`;
+}
+
+/** "ACTIVATE (0x21)" for display. */
+export function commandName(id: number): string {
+  return `${commandNames.get(id) ?? 'UNKNOWN'} (0x${id.toString(16).padStart(2, '0')})`;
+}
+
+/** Legacy SEV platform states (ASPFW sev_plat.c). */
+export const PlatformState = { UNINIT: 0, INIT: 1, WORKING: 2 } as const;
+export type PlatformStateCode = (typeof PlatformState)[keyof typeof PlatformState];
+
+/** Legacy SEV guest states (ASPFW sev_guest.c). */
+export const GuestState = { UNINIT: 0, LUPDATE: 1, LSECRET: 2, RUNNING: 3, SUPDATE: 4, RUPDATE: 5, SENT: 6 } as const;
+export type GuestStateCode = (typeof GuestState)[keyof typeof GuestState];
+
+const guestStateNames = new Map<number, string>(Object.entries(GuestState).map(([k, v]) => [v, k]));
+const platformStateNames = new Map<number, string>(Object.entries(PlatformState).map(([k, v]) => [v, k]));
+export function guestStateName(s: number): string {
+  return guestStateNames.get(s) ?? `UNKNOWN(${s})`;
+}
+export function platformStateName(s: number): string {
+  return platformStateNames.get(s) ?? `UNKNOWN(${s})`;
+}

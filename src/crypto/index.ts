@@ -1,0 +1,14 @@
+// Pure primitives in AMD's encodings.
+export { Drbg } from './drbg.js';
+export {
+  type CipherMode,
+  type MemoryCipher,
+  BLOCK_SIZE,
+  PAGE_SIZE,
+  MEMORY_KEY_MATERIAL_BYTES,
+  CipherAlignmentError,
+  XeTweakFunction,
+  createMemoryCipher,
+  writeLe128Address,
+} from './memory-cipher.js';
+export { xorInto } from './xor.js';

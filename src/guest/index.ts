@@ -1,0 +1,2 @@
+// The guest: a small kernel and the programs it runs.
+export { GuestKernel, KernelApi, GuestLayout, insn, type KernelConfig, type ProgramRun, type GuestProgram, type Step } from './kernel.js';

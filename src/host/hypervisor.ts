@@ -1,0 +1,300 @@
+// The hypervisor (KVM/QEMU-like): ASID allocation, guest memory and nested page tables, the SEV
+// launch flow through the PSP mailbox, the vCPU run loop and exit handling. It holds handles and
+// ASIDs — never a key.
+import {
+  ActivateBuffer,
+  CR0_PE,
+  HC_EINVAL,
+  HC_MAP_GPA_RANGE,
+  HC_OK,
+  HC_SEVSIM_BOOTED,
+  HC_SEVSIM_PRINT,
+  HandleBuffer,
+  INIT_FLAG_ES,
+  InitBuffer,
+  LaunchMeasureBuffer,
+  LaunchMeasurement,
+  LaunchStartBuffer,
+  LaunchUpdateBuffer,
+  MAP_GPA_RANGE_ENCRYPTED,
+  NESTED_CTL_NP_ENABLE,
+  NESTED_CTL_SEV_ENABLE,
+  PlatformStatusBuffer,
+  SaveArea,
+  SevCommand,
+  SvmExit,
+  TLB_CONTROL_FLUSH_ASID,
+  TMR_SIZE,
+  VMCB_SAVE_AREA_OFFSET,
+  VmcbControl,
+  encodeSevPolicy,
+  type Decoded,
+} from '../abi/index.js';
+import type { Platform } from '../psp/index.js';
+import { PAGE_SIZE, VMEXIT_INTR, type GuestSoftware, type Soc, type VmExit } from '../soc/index.js';
+import { FrameAllocator } from './frame-allocator.js';
+import { NestedPageTable } from './nested-page-table.js';
+import { PspDriver } from './psp-driver.js';
+
+/** Memory the host kernel keeps for itself below the frames it hands out. */
+const HOST_RESERVED_BYTES = 16 * 1024 * 1024;
+/** EFER.SVME, required in a VMCB save area. */
+const EFER_SVME = 0x1000n;
+
+export interface VmConfig {
+  readonly name: string;
+  /** Guest RAM, GPA 0 .. memoryBytes (multiple of 4 KiB). */
+  readonly memoryBytes: number;
+  /** The image to boot: its code is loaded at `codeBase` and measured. */
+  readonly software: GuestSoftware;
+  /** Launch as an SEV guest (default) or as a plain VM. */
+  readonly sev?: boolean;
+  /** Legacy guest policy; default NODBG | NOKS. */
+  readonly policy?: number;
+  /** Use this ASID instead of allocating one (attack scenarios). */
+  readonly asid?: number;
+}
+
+export type GuestPageState = 'private' | 'shared';
+
+export class Vm {
+  handle = 0;
+  measurement: Buffer | undefined;
+  mnonce: Buffer | undefined;
+  /** Lines the guest printed through its shared console buffer. */
+  readonly console: string[] = [];
+  readonly exits: VmExit[] = [];
+  /** What the guest told the host about its pages (KVM_HC_MAP_GPA_RANGE). */
+  readonly pageStates = new Map<number, GuestPageState>();
+  sharedRegion: { gpa: number; bytes: number } | undefined;
+  status: 'created' | 'running' | 'halted' | 'dead' | 'destroyed' = 'created';
+
+  constructor(
+    readonly name: string,
+    readonly asid: number,
+    readonly sev: boolean,
+    readonly policy: number,
+    readonly memoryBytes: number,
+    readonly vmcb: number,
+    readonly npt: NestedPageTable,
+    /** Guest frame number → host physical address. */
+    readonly frames: ReadonlyMap<number, number>,
+  ) {}
+
+  /** Host physical address backing `gpa` at launch (the NPT may have been edited since). */
+  spaOf(gpa: number): number {
+    const spa = this.frames.get(Math.floor(gpa / PAGE_SIZE));
+    if (spa === undefined) throw new RangeError(`GPA 0x${gpa.toString(16)} is outside ${this.name}'s memory`);
+    return spa + (gpa % PAGE_SIZE);
+  }
+}
+
+export interface RunResult {
+  readonly exits: readonly VmExit[];
+  readonly last: VmExit;
+}
+
+export class Hypervisor {
+  readonly soc: Soc;
+  readonly frames: FrameAllocator;
+  readonly driver: PspDriver;
+  readonly vms: Vm[] = [];
+  /** ASIDs freed by destroyed VMs: reusable only after WBINVD + DF_FLUSH. */
+  readonly #reclaimable = new Set<number>();
+  readonly #usedAsids = new Set<number>();
+
+  constructor(readonly platform: Platform) {
+    this.soc = platform.soc;
+    this.frames = new FrameAllocator(HOST_RESERVED_BYTES, this.soc.dram.sizeBytes);
+    this.driver = new PspDriver(platform.psp, this.soc.hostMemory, this.soc.paging, this.frames.allocate(), this.frames.allocate());
+  }
+
+  /** Platform bring-up as Linux does it: INIT (with SEV-ES and a TMR when supported), then WBINVD + DF_FLUSH. */
+  initPlatform(): void {
+    const es = this.platform.profile.sevEs;
+    const tmr = es ? this.frames.allocateAligned(TMR_SIZE, TMR_SIZE) : 0;
+    this.driver.call(SevCommand.INIT, InitBuffer, { flags: es ? INIT_FLAG_ES : 0, tmrPaddr: BigInt(tmr), tmrLength: es ? TMR_SIZE : 0 });
+    this.soc.hostMemory.wbinvd();
+    this.driver.callSimple(SevCommand.DF_FLUSH);
+  }
+
+  platformStatus(): Decoded<typeof PlatformStatusBuffer.fields> {
+    return this.driver.call(SevCommand.PLATFORM_STATUS, PlatformStatusBuffer, {});
+  }
+
+  /** KVM's sev_asid_new: lowest never-used plain-SEV ASID, else reclaim freed ones with WBINVD + DF_FLUSH. */
+  allocateAsid(): number {
+    const { minSevAsid, maxSevAsid } = this.platform.profile;
+    for (let a = minSevAsid; a <= maxSevAsid; a++) if (!this.#usedAsids.has(a)) return a;
+    if (this.#reclaimable.size > 0) {
+      this.soc.hostMemory.wbinvd();
+      this.driver.callSimple(SevCommand.DF_FLUSH);
+      const a = Math.min(...this.#reclaimable);
+      this.#reclaimable.delete(a);
+      return a;
+    }
+    throw new Error('no free SEV ASID');
+  }
+
+  /** Creates a VM, loads its image and, for SEV, launches it through the PSP. */
+  createVm(config: VmConfig): Vm {
+    const sev = config.sev ?? true;
+    const policy = config.policy ?? encodeSevPolicy({ noDebug: true, noKeySharing: true });
+    if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes <= 0) throw new RangeError('guest memory must be a positive multiple of 4 KiB');
+    const asid = config.asid ?? (sev ? this.allocateAsid() : 1);
+    this.#usedAsids.add(asid);
+    this.#reclaimable.delete(asid);
+    const mem = this.soc.hostMemory;
+    const npt = new NestedPageTable(mem, this.frames, this.soc.paging);
+    const frames = new Map<number, number>();
+    const spas = this.frames.allocateMany(config.memoryBytes / PAGE_SIZE);
+    spas.forEach((spa, gfn) => {
+      frames.set(gfn, spa);
+      mem.write(spa, Buffer.alloc(PAGE_SIZE), false);
+      npt.map(gfn * PAGE_SIZE, { spa, writable: true, executable: true, hostEncrypted: false });
+    });
+    const vmcb = this.frames.allocate();
+    const vm = new Vm(config.name, asid, sev, policy, config.memoryBytes, vmcb, npt, frames);
+    this.vms.push(vm);
+
+    // Load the image as plaintext through the host's (unencrypted) mapping of guest memory.
+    const image = config.software.code;
+    for (let off = 0; off < image.length; off += PAGE_SIZE) {
+      mem.write(vm.spaOf(config.software.codeBase + off), image.subarray(off, Math.min(off + PAGE_SIZE, image.length)), false);
+    }
+    if (sev) this.#launch(vm, config.software, policy);
+
+    // VMCB: ASID, nested paging (+SEV), the guest starts at the image with paging off.
+    mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
+    mem.write(
+      vmcb,
+      VmcbControl.encode({ asid, nestedControl: NESTED_CTL_NP_ENABLE | (sev ? NESTED_CTL_SEV_ENABLE : 0n), nestedCr3: BigInt(npt.nestedCr3), tlbControl: TLB_CONTROL_FLUSH_ASID }),
+      true,
+    );
+    mem.write(vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode({ rip: BigInt(config.software.codeBase), cr0: CR0_PE, efer: EFER_SVME }), true);
+    this.soc.attachGuestSoftware(this.soc.paging.withCBit(vmcb), config.software);
+    return vm;
+  }
+
+  /** LAUNCH_START → ACTIVATE → LAUNCH_UPDATE_DATA (image) → LAUNCH_MEASURE → LAUNCH_FINISH. */
+  #launch(vm: Vm, software: GuestSoftware, policy: number): void {
+    const d = this.driver;
+    vm.handle = d.call(SevCommand.LAUNCH_START, LaunchStartBuffer, { handle: 0, policy }).handle;
+    d.call(SevCommand.ACTIVATE, ActivateBuffer, { handle: vm.handle, asid: vm.asid });
+    for (let off = 0; off < software.code.length; off += PAGE_SIZE) {
+      const spa = vm.spaOf(software.codeBase + off);
+      const length = Math.min(PAGE_SIZE, software.code.length - off);
+      // The PSP re-encrypts in place with C=1; drop any C=0 lines first (Linux sev_clflush_pages).
+      this.soc.hostMemory.clflushRange(spa, length);
+      d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, { handle: vm.handle, paddr: BigInt(spa), length });
+    }
+    d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, { handle: vm.handle, paddr: BigInt(this.soc.paging.withCBit(d.dataPage)), length: LaunchMeasurement.size });
+    const m = LaunchMeasurement.decode(this.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true));
+    vm.measurement = m.measurement;
+    vm.mnonce = m.mnonce;
+    d.call(SevCommand.LAUNCH_FINISH, HandleBuffer, { handle: vm.handle });
+  }
+
+  /**
+   * Runs the VM until it halts, dies, hits an exit the host does not handle, or (with
+   * `maxInstructions`) its time slice ends. Hypercalls are served and the guest resumed.
+   */
+  run(vm: Vm, options: { maxInstructions?: number; maxExits?: number } = {}): RunResult {
+    const exits: VmExit[] = [];
+    const vmcbAddress = this.soc.paging.withCBit(vm.vmcb);
+    vm.status = 'running';
+    for (let i = 0; i < (options.maxExits ?? 10_000); i++) {
+      const exit = this.soc.vmrun(vmcbAddress, options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {});
+      exits.push(exit);
+      vm.exits.push(exit);
+      if (exit.code === SvmExit.VMMCALL) {
+        this.#hypercall(vm);
+        continue;
+      }
+      if (exit.code === SvmExit.HLT) vm.status = 'halted';
+      else if (exit.code === SvmExit.SHUTDOWN) vm.status = 'dead';
+      else if (exit.code !== VMEXIT_INTR) vm.status = 'halted';
+      return { exits, last: exit };
+    }
+    const last = exits[exits.length - 1] as VmExit;
+    return { exits, last };
+  }
+
+  #hypercall(vm: Vm): void {
+    const save = this.readVmcbSave(vm);
+    let ret = HC_OK;
+    switch (save.rax) {
+      case HC_SEVSIM_BOOTED:
+        vm.sharedRegion = { gpa: Number(save.rbx), bytes: Number(save.rcx) };
+        for (let g = 0; g < Number(save.rcx); g += PAGE_SIZE) vm.pageStates.set(Math.floor((Number(save.rbx) + g) / PAGE_SIZE), 'shared');
+        break;
+      case HC_SEVSIM_PRINT: {
+        const len = Math.min(Number(save.rcx), 4096);
+        vm.console.push(this.readGuestMemory(vm, Number(save.rbx), len).toString('utf8'));
+        break;
+      }
+      case HC_MAP_GPA_RANGE: {
+        const state: GuestPageState = (save.rdx & MAP_GPA_RANGE_ENCRYPTED) !== 0n ? 'private' : 'shared';
+        for (let p = 0; p < Number(save.rcx); p++) vm.pageStates.set(Math.floor(Number(save.rbx) / PAGE_SIZE) + p, state);
+        break;
+      }
+      default:
+        ret = HC_EINVAL;
+    }
+    this.soc.hostMemory.write(vm.vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode({ ...save, rax: ret }), true);
+  }
+
+  /** The VMCB save area as the host reads it after an exit (plain SEV: the guest's registers). */
+  readVmcbSave(vm: Vm): Decoded<typeof SaveArea.fields> {
+    return SaveArea.decode(this.soc.hostMemory.read(vm.vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.size, true));
+  }
+
+  /** Asks the CPU to flush the guest's TLB entries on the next VMRUN (VMCB TLB_CONTROL). */
+  requestTlbFlush(vm: Vm): void {
+    const mem = this.soc.hostMemory;
+    const control = VmcbControl.decode(mem.read(vm.vmcb, VmcbControl.size, true));
+    mem.write(vm.vmcb, VmcbControl.encode({ ...control, tlbControl: TLB_CONTROL_FLUSH_ASID }), true);
+  }
+
+  /** Sets the VMCB's ASID (attacks.md C5: the host picks the ASID of each VMRUN). */
+  setVmcbAsid(vm: Vm, asid: number): void {
+    const mem = this.soc.hostMemory;
+    const control = VmcbControl.decode(mem.read(vm.vmcb, VmcbControl.size, true));
+    mem.write(vm.vmcb, VmcbControl.encode({ ...control, asid, tlbControl: TLB_CONTROL_FLUSH_ASID }), true);
+  }
+
+  /** Reads guest memory the way the host can: NPT lookup, then its own mapping (C=1 uses the SME key). */
+  readGuestMemory(vm: Vm, gpa: number, length: number, encryptedMapping = false): Buffer {
+    const out = Buffer.alloc(length);
+    for (let done = 0; done < length; ) {
+      const at = gpa + done;
+      const take = Math.min(PAGE_SIZE - (at % PAGE_SIZE), length - done);
+      const m = vm.npt.lookup(at);
+      if (m === undefined) throw new RangeError(`GPA 0x${at.toString(16)} is not mapped`);
+      this.soc.hostMemory.read(m.spa, take, encryptedMapping).copy(out, done);
+      done += take;
+    }
+    return out;
+  }
+
+  writeGuestMemory(vm: Vm, gpa: number, data: Uint8Array): void {
+    for (let done = 0; done < data.length; ) {
+      const at = gpa + done;
+      const take = Math.min(PAGE_SIZE - (at % PAGE_SIZE), data.length - done);
+      const m = vm.npt.lookup(at);
+      if (m === undefined) throw new RangeError(`GPA 0x${at.toString(16)} is not mapped`);
+      this.soc.hostMemory.write(m.spa, data.subarray(done, done + take), false);
+      done += take;
+    }
+  }
+
+  /** Tears a VM down: DEACTIVATE, DECOMMISSION; its ASID needs WBINVD + DF_FLUSH before reuse. */
+  destroyVm(vm: Vm): void {
+    if (vm.sev && vm.handle !== 0) {
+      this.driver.call(SevCommand.DEACTIVATE, HandleBuffer, { handle: vm.handle });
+      this.driver.call(SevCommand.DECOMMISSION, HandleBuffer, { handle: vm.handle });
+    }
+    this.#reclaimable.add(vm.asid);
+    vm.status = 'destroyed';
+  }
+}

@@ -1,0 +1,5 @@
+// The hypervisor and the adversary it can become.
+export { Hypervisor, Vm, type VmConfig, type RunResult, type GuestPageState } from './hypervisor.js';
+export { PspDriver, PspCommandError } from './psp-driver.js';
+export { NestedPageTable, type NestedMapping } from './nested-page-table.js';
+export { FrameAllocator, OutOfMemoryError } from './frame-allocator.js';

@@ -1,0 +1,60 @@
+// A guest context inside the firmware (ASPFW sev_guest.h sev_guest_t): policy, state, the VEK,
+// the launch digest and the transport keys. None of it leaves the PSP.
+import { createHash, createHmac, type Hash } from 'node:crypto';
+import { GuestState, type GuestStateCode, decodeSevPolicy } from '../abi/index.js';
+
+export type Activation = 'inactive' | 'pending' | 'active';
+
+export class GuestContext {
+  state: GuestStateCode = GuestState.LUPDATE;
+  asid = 0;
+  activation: Activation = 'inactive';
+  /** SHA-256 over every LAUNCH_UPDATE plaintext, finalised at LAUNCH_MEASURE. */
+  launchDigest: Hash | undefined = createHash('sha256');
+  /** The finalised digest (kept for ATTESTATION). */
+  finalDigest: Buffer | undefined;
+  measurement: Buffer | undefined;
+  readonly #vek: Buffer;
+  /** Transport integrity key: all zero when the launch had no session (sev-reference §10.10). */
+  readonly #tik: Buffer = Buffer.alloc(16);
+
+  constructor(
+    readonly handle: number,
+    readonly policy: number,
+    vekMaterial: Buffer,
+  ) {
+    this.#vek = Buffer.from(vekMaterial);
+  }
+
+  get encryptedState(): boolean {
+    return decodeSevPolicy(this.policy).encryptedState;
+  }
+
+  /** A copy of the key material for the memory controller (which wipes it). */
+  vekForInstall(): Buffer {
+    return Buffer.from(this.#vek);
+  }
+
+  /** Key sharing: LAUNCH_START with this guest's handle copies the VEK seed. */
+  vekForSharing(): Buffer {
+    return Buffer.from(this.#vek);
+  }
+
+  /** HMAC-SHA256 under the TIK (LAUNCH_MEASURE, later the secret channel); the key stays here. */
+  macWithTik(...parts: Uint8Array[]): Buffer {
+    const h = createHmac('sha256', this.#tik);
+    for (const p of parts) h.update(p);
+    return h.digest();
+  }
+
+  /** DECOMMISSION / SHUTDOWN: the context is zeroed. */
+  wipe(): void {
+    this.#vek.fill(0);
+    this.#tik.fill(0);
+    this.launchDigest = undefined;
+  }
+
+  toJSON(): object {
+    return { handle: this.handle, policy: this.policy, state: this.state, asid: this.asid, activation: this.activation };
+  }
+}

@@ -1,0 +1,3 @@
+// The AMD Secure Processor firmware.
+export { Psp, MAX_GUESTS, type Mailbox, type MailboxRecord, type PspOptions } from './psp.js';
+export { createPlatform, type Platform, type PlatformOptions } from './platform.js';

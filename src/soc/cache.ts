@@ -1,0 +1,224 @@
+// The shared last-level cache: set-associative, write-back, 64-byte lines of PLAINTEXT tagged by
+// (physical line, key id). Encryption happens below it, in the memory controller (sev-reference §1.4).
+// Lines for the same address under different keys are distinct and not coherent with each other,
+// which is why the firmware needs WBINVD + DF_FLUSH before reusing an ASID.
+import { KEY_NONE, LINE_SIZE, type KeyId, type MemoryController } from './memory-controller.js';
+
+export interface CacheGeometry {
+  /** Number of sets (power of two not required). */
+  readonly sets: number;
+  readonly ways: number;
+}
+
+/** 4 MiB, 16-way: the scale of one EPYC CCX's L3. */
+export const DEFAULT_CACHE_GEOMETRY: CacheGeometry = { sets: 4096, ways: 16 };
+
+/** What a cache probe tells (no data: probing is a host capability, C7). */
+export interface LineState {
+  readonly present: boolean;
+  readonly dirty: boolean;
+}
+
+export interface CacheStats {
+  hits: number;
+  misses: number;
+  writebacks: number;
+}
+
+export class Cache {
+  readonly #sets: number;
+  readonly #ways: number;
+  /** Physical line number per way, -1 when invalid. */
+  readonly #line: Float64Array;
+  readonly #key: Int32Array;
+  readonly #dirty: Uint8Array;
+  readonly #lru: Float64Array;
+  readonly #data: Buffer;
+  #tick = 0;
+  #wbinvdDone = false;
+  readonly stats: CacheStats = { hits: 0, misses: 0, writebacks: 0 };
+
+  constructor(
+    private readonly mc: MemoryController,
+    geometry: CacheGeometry = DEFAULT_CACHE_GEOMETRY,
+  ) {
+    this.#sets = geometry.sets;
+    this.#ways = geometry.ways;
+    const n = geometry.sets * geometry.ways;
+    this.#line = new Float64Array(n).fill(-1);
+    this.#key = new Int32Array(n);
+    this.#dirty = new Uint8Array(n);
+    this.#lru = new Float64Array(n);
+    this.#data = Buffer.alloc(n * LINE_SIZE);
+  }
+
+  get sizeBytes(): number {
+    return this.#sets * this.#ways * LINE_SIZE;
+  }
+
+  /** The slot holding (line, key), or -1. */
+  #find(line: number, key: KeyId): number {
+    const base = (line % this.#sets) * this.#ways;
+    for (let i = base, end = base + this.#ways; i < end; i++) {
+      if (this.#line[i] === line && this.#key[i] === key) return i;
+    }
+    return -1;
+  }
+
+  #writeBack(slot: number): void {
+    const line = this.#line[slot] as number;
+    const off = slot * LINE_SIZE;
+    this.mc.write(line * LINE_SIZE, this.#data.subarray(off, off + LINE_SIZE), this.#key[slot] as number);
+    this.#dirty[slot] = 0;
+    this.stats.writebacks++;
+  }
+
+  /** Finds or fills (line, key); evicts the least recently used way of the set. */
+  #slotFor(line: number, key: KeyId, fill: boolean): number {
+    const hit = this.#find(line, key);
+    if (hit >= 0) {
+      this.stats.hits++;
+      this.#lru[hit] = ++this.#tick;
+      return hit;
+    }
+    this.stats.misses++;
+    const base = (line % this.#sets) * this.#ways;
+    let victim = base;
+    for (let i = base, end = base + this.#ways; i < end; i++) {
+      if (this.#line[i] === -1) {
+        victim = i;
+        break;
+      }
+      if ((this.#lru[i] as number) < (this.#lru[victim] as number)) victim = i;
+    }
+    if (this.#line[victim] !== -1 && this.#dirty[victim] === 1) this.#writeBack(victim);
+    const off = victim * LINE_SIZE;
+    if (fill) {
+      this.mc.read(line * LINE_SIZE, LINE_SIZE, key).copy(this.#data, off);
+    }
+    this.#line[victim] = line;
+    this.#key[victim] = key;
+    this.#dirty[victim] = 0;
+    this.#lru[victim] = ++this.#tick;
+    return victim;
+  }
+
+  /** A CPU load: `length` bytes at `spa` through key `key` (may cross lines). */
+  read(spa: number, length: number, key: KeyId): Buffer {
+    const line = Math.floor(spa / LINE_SIZE);
+    const off = spa - line * LINE_SIZE;
+    if (off + length <= LINE_SIZE) {
+      const slot = this.#slotFor(line, key, true);
+      const start = slot * LINE_SIZE + off;
+      return Buffer.from(this.#data.subarray(start, start + length));
+    }
+    const out = Buffer.allocUnsafe(length);
+    let done = 0;
+    while (done < length) {
+      const at = spa + done;
+      const l = Math.floor(at / LINE_SIZE);
+      const o = at - l * LINE_SIZE;
+      const take = Math.min(LINE_SIZE - o, length - done);
+      const slot = this.#slotFor(l, key, true);
+      this.#data.copy(out, done, slot * LINE_SIZE + o, slot * LINE_SIZE + o + take);
+      done += take;
+    }
+    return out;
+  }
+
+  /** A CPU store: write-allocate, the line becomes dirty. */
+  write(spa: number, data: Uint8Array, key: KeyId): void {
+    let done = 0;
+    while (done < data.length) {
+      const at = spa + done;
+      const l = Math.floor(at / LINE_SIZE);
+      const o = at - l * LINE_SIZE;
+      const take = Math.min(LINE_SIZE - o, data.length - done);
+      // A full-line store need not read the old line.
+      const slot = this.#slotFor(l, key, take !== LINE_SIZE);
+      this.#data.set(data.subarray(done, done + take), slot * LINE_SIZE + o);
+      this.#dirty[slot] = 1;
+      done += take;
+    }
+  }
+
+  /** WBINVD: write back every dirty line, invalidate everything, and set the core's WBINVD_DONE flag. */
+  wbinvd(): void {
+    for (let i = 0; i < this.#line.length; i++) {
+      if (this.#line[i] === -1) continue;
+      if (this.#dirty[i] === 1) this.#writeBack(i);
+      this.#line[i] = -1;
+    }
+    this.#wbinvdDone = true;
+  }
+
+  /** INVD: invalidate everything WITHOUT writing back: dirty data is lost (CacheWarp's primitive). */
+  invd(): void {
+    this.#line.fill(-1);
+    this.#dirty.fill(0);
+  }
+
+  /** CLFLUSH: write back and invalidate the line holding `spa`, under every key it is cached with. */
+  clflush(spa: number): void {
+    const line = Math.floor(spa / LINE_SIZE);
+    const base = (line % this.#sets) * this.#ways;
+    for (let i = base, end = base + this.#ways; i < end; i++) {
+      if (this.#line[i] !== line) continue;
+      if (this.#dirty[i] === 1) this.#writeBack(i);
+      this.#line[i] = -1;
+    }
+  }
+
+  /** CLFLUSH over a range, line by line (what Linux's sev_clflush_pages does before LAUNCH_UPDATE). */
+  clflushRange(spa: number, length: number): void {
+    const first = Math.floor(spa / LINE_SIZE);
+    const last = Math.floor((spa + length - 1) / LINE_SIZE);
+    for (let l = first; l <= last; l++) this.clflush(l * LINE_SIZE);
+  }
+
+  /** Presence and dirtiness of (spa's line, key): the host's cache-state probe. */
+  probe(spa: number, key: KeyId): LineState {
+    const slot = this.#find(Math.floor(spa / LINE_SIZE), key);
+    return { present: slot >= 0, dirty: slot >= 0 && this.#dirty[slot] === 1 };
+  }
+
+  /** Number of valid lines cached under `key` (for the key-slot table). */
+  linesUnder(key: KeyId): number {
+    let n = 0;
+    for (let i = 0; i < this.#line.length; i++) if (this.#line[i] !== -1 && this.#key[i] === key) n++;
+    return n;
+  }
+
+  /** Has this core executed WBINVD since the firmware last cleared the flag? */
+  get wbinvdDone(): boolean {
+    return this.#wbinvdDone;
+  }
+
+  /** @internal The PSP clears WBINVD_DONE at INIT and DEACTIVATE (ASPFW sev_mcmd.c). */
+  static clearWbinvdDone(cache: Cache): void {
+    cache.#wbinvdDone = false;
+  }
+
+  /**
+   * @internal A coherent device access (the PSP's DMA): lines of the same key in the range are
+   * written back and invalidated first; lines under OTHER keys are not touched — the fabric is not
+   * coherent across keys (no SME_COHERENT), so their stale dirty data can still overwrite DRAM later.
+   */
+  static snoopForDevice(cache: Cache, spa: number, length: number, key: KeyId): void {
+    if (length === 0) return;
+    const first = Math.floor(spa / LINE_SIZE);
+    const last = Math.floor((spa + length - 1) / LINE_SIZE);
+    for (let l = first; l <= last; l++) {
+      const slot = cache.#find(l, key);
+      if (slot < 0) continue;
+      if (cache.#dirty[slot] === 1) cache.#writeBack(slot);
+      cache.#line[slot] = -1;
+    }
+  }
+
+  toJSON(): string {
+    return '[Cache]';
+  }
+}
+
+export { KEY_NONE };

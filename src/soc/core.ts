@@ -1,0 +1,292 @@
+// A CPU core in SVM guest mode: VMRUN loads the VMCB, executes guest instructions through the MMU
+// and cache, and #VMEXIT writes the state back to the VMCB in host memory — in plain SEV, where the
+// host can read every saved register (attacks.md C4).
+import {
+  CR0_PG,
+  CR0_PE,
+  NESTED_CTL_NP_ENABLE,
+  NESTED_CTL_SEV_ENABLE,
+  SaveArea,
+  SvmExit,
+  TLB_CONTROL_FLUSH_ASID,
+  VMCB_SAVE_AREA_OFFSET,
+  VmcbControl,
+} from '../abi/index.js';
+import type { Cache } from './cache.js';
+import { KEY_HOST, KEY_NONE, KeySlotEmptyError, type MemoryController } from './memory-controller.js';
+import type { Mmu, TranslationFault } from './mmu.js';
+import type { PagingFormat } from './paging.js';
+import { GuestException, INSTRUCTION_BYTES, type GuestSoftware, type GuestThread, type Instruction, type InstructionResult, type Registers } from './isa.js';
+
+/** Exit code for a VMRUN whose VMCB is invalid (APM: VMEXIT_INVALID = -1). */
+export const VMEXIT_INVALID = -1;
+/** Exit code of a physical interrupt (the host's timer ending a time slice). */
+export const VMEXIT_INTR = 0x60;
+
+export interface VmExit {
+  /** SVM exit code (SvmExit.*, VMEXIT_INTR or VMEXIT_INVALID). */
+  readonly code: number;
+  readonly exitInfo1: number;
+  readonly exitInfo2: number;
+  /** Instructions retired in this run. */
+  readonly instructions: number;
+  /** Why, in words (the model's commentary, not part of the VMCB). */
+  readonly reason: string;
+}
+
+export interface VmrunOptions {
+  /** Stop with an INTR exit after this many instructions (the host's APIC timer, C8). */
+  readonly maxInstructions?: number;
+}
+
+interface VcpuRuntime {
+  readonly software: GuestSoftware;
+  thread: GuestThread | undefined;
+  /** An instruction that caused an exit and must be restarted (e.g. after a #NPF). */
+  pending: Instruction | undefined;
+  /** Waiting for the host to finish a VMMCALL. */
+  inHypercall: boolean;
+  /** Value to resume the thread with. */
+  resume: InstructionResult;
+  dead: string | undefined;
+}
+
+const DEFAULT_BUDGET = 1_000_000;
+
+export class Core {
+  readonly #vcpus = new Map<number, VcpuRuntime>();
+  retired = 0;
+
+  constructor(
+    private readonly cache: Cache,
+    private readonly mmu: Mmu,
+    private readonly mc: MemoryController,
+    private readonly format: PagingFormat,
+  ) {}
+
+  /** Binds guest software to the vCPU whose VMCB is at `vmcbAddress` (what its firmware image boots). */
+  attachSoftware(vmcbAddress: number, software: GuestSoftware): void {
+    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, { software, thread: undefined, pending: undefined, inHypercall: false, resume: undefined, dead: undefined });
+  }
+
+  #vmcbRead(vmcb: { address: number; encrypted: boolean }): { control: ReturnType<typeof VmcbControl.decode>; save: ReturnType<typeof SaveArea.decode> } {
+    const key = vmcb.encrypted ? KEY_HOST : KEY_NONE;
+    const control = VmcbControl.decode(this.cache.read(vmcb.address, VmcbControl.size, key));
+    const save = SaveArea.decode(this.cache.read(vmcb.address + VMCB_SAVE_AREA_OFFSET, SaveArea.size, key));
+    return { control, save };
+  }
+
+  /** VMRUN: runs the guest until an exit. `vmcbAddress` may carry the C-bit (SME-encrypted VMCB). */
+  vmrun(vmcbAddress: number, options: VmrunOptions = {}): VmExit {
+    const vmcb = this.format.splitCBit(vmcbAddress);
+    const key = vmcb.encrypted ? KEY_HOST : KEY_NONE;
+    const { control, save } = this.#vmcbRead(vmcb);
+    const asid = control.asid;
+    const nestedCtl = control.nestedControl;
+    const invalid = (reason: string): VmExit => {
+      this.cache.write(vmcb.address, VmcbControl.encode({ ...control, exitCode: BigInt.asUintN(64, -1n), exitInfo1: 0n, exitInfo2: 0n }), key);
+      return { code: VMEXIT_INVALID, exitInfo1: 0, exitInfo2: 0, instructions: 0, reason };
+    };
+    if (asid === 0) return invalid('VMCB ASID 0 is the host');
+    if ((nestedCtl & NESTED_CTL_NP_ENABLE) === 0n) return invalid('the model requires nested paging');
+    const sev = (nestedCtl & NESTED_CTL_SEV_ENABLE) !== 0n;
+    if (sev && !this.mc.slotInfo(asid).programmed) return invalid(`SEV guest ASID ${asid} has no key installed`);
+    const vcpu = this.#vcpus.get(vmcb.address);
+    if (vcpu === undefined) return invalid('no guest software attached to this VMCB');
+
+    if (control.tlbControl === TLB_CONTROL_FLUSH_ASID || control.tlbControl === 1) this.mmu.flushAsid(asid);
+
+    const regs: Registers = { rax: save.rax, rbx: save.rbx, rcx: save.rcx, rdx: save.rdx };
+    const st = {
+      asid,
+      sev,
+      pagingEnabled: (save.cr0 & CR0_PG) !== 0n,
+      cr3: Number(save.cr3),
+      cr0: save.cr0,
+      cr2: save.cr2,
+      rip: Number(save.rip),
+      nestedCr3: Number(control.nestedCr3),
+    };
+    if (vcpu.inHypercall) {
+      vcpu.resume = { ...regs };
+      vcpu.inHypercall = false;
+    }
+
+    const budget = options.maxInstructions ?? DEFAULT_BUDGET;
+    let retired = 0;
+    let exit: VmExit | undefined;
+    const exitWith = (code: number, info1: number, info2: number, reason: string): VmExit => ({ code, exitInfo1: info1, exitInfo2: info2, instructions: retired, reason });
+
+    if (vcpu.dead !== undefined) exit = exitWith(SvmExit.SHUTDOWN, 0, 0, vcpu.dead);
+    while (exit === undefined) {
+      if (retired >= budget) {
+        exit = exitWith(VMEXIT_INTR, 0, 0, 'time slice over (host timer interrupt)');
+        break;
+      }
+      // 1. Instruction fetch at RIP: always private in an SEV guest.
+      const code = vcpu.software.code;
+      const codeOffset = st.rip - vcpu.software.codeBase;
+      if (codeOffset < 0 || codeOffset >= code.length) {
+        exit = this.#kill(vcpu, exitWith, `RIP 0x${st.rip.toString(16)} is outside the guest's code`);
+        break;
+      }
+      const fetch = this.mmu.translate(st, st.rip, 'fetch');
+      if (fetch.kind !== 'ok') {
+        exit = this.#fault(vcpu, fetch, exitWith);
+        if (exit !== undefined) break;
+        continue;
+      }
+      const fetched = this.cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key);
+      if (!fetched.equals(code.subarray(codeOffset, codeOffset + INSTRUCTION_BYTES))) {
+        exit = this.#kill(vcpu, exitWith, `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched.toString('hex')})`);
+        break;
+      }
+      // 2. The next instruction of the thread (or the one to restart).
+      let insn = vcpu.pending;
+      if (insn === undefined) {
+        if (vcpu.thread === undefined) vcpu.thread = vcpu.software.start();
+        let step: IteratorResult<Instruction, void>;
+        try {
+          step = vcpu.thread.next(vcpu.resume);
+        } catch (err) {
+          exit = this.#kill(vcpu, exitWith, `guest crashed: ${err instanceof Error ? err.message : String(err)}`);
+          break;
+        }
+        vcpu.resume = undefined;
+        if (step.done === true) {
+          exit = this.#kill(vcpu, exitWith, 'guest thread ended');
+          break;
+        }
+        insn = step.value;
+      }
+      // 3. Execute.
+      const outcome = this.#execute(insn, st, regs, vcpu);
+      if (outcome.kind === 'fault') {
+        vcpu.pending = outcome.fault.kind === '#NPF' ? insn : undefined;
+        exit = this.#fault(vcpu, outcome.fault, exitWith);
+        if (exit !== undefined) break;
+        continue;
+      }
+      vcpu.pending = undefined;
+      retired++;
+      this.retired++;
+      st.rip = vcpu.software.codeBase + ((codeOffset + INSTRUCTION_BYTES) % code.length);
+      if (outcome.kind === 'exit') {
+        exit = exitWith(outcome.code, 0, 0, outcome.reason);
+        break;
+      }
+      vcpu.resume = outcome.value;
+    }
+
+    // #VMEXIT: state back to the VMCB, where plain SEV leaves it readable by the host.
+    this.cache.write(
+      vmcb.address,
+      VmcbControl.encode({ ...control, tlbControl: 0, exitCode: BigInt.asUintN(64, BigInt(exit.code)), exitInfo1: BigInt(exit.exitInfo1), exitInfo2: BigInt(exit.exitInfo2) }),
+      key,
+    );
+    this.cache.write(
+      vmcb.address + VMCB_SAVE_AREA_OFFSET,
+      SaveArea.encode({ ...save, rip: BigInt(st.rip), cr0: st.cr0, cr3: BigInt(st.cr3), cr2: st.cr2, rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx }),
+      key,
+    );
+    return exit;
+  }
+
+  #kill(vcpu: VcpuRuntime, exitWith: (c: number, i1: number, i2: number, r: string) => VmExit, reason: string): VmExit {
+    vcpu.dead = reason;
+    return exitWith(SvmExit.SHUTDOWN, 0, 0, reason);
+  }
+
+  /** #NPF exits to the host; a #PF is thrown into the guest thread (its handler) and may kill it. */
+  #fault(vcpu: VcpuRuntime, fault: TranslationFault, exitWith: (c: number, i1: number, i2: number, r: string) => VmExit): VmExit | undefined {
+    if (fault.kind === '#NPF') return exitWith(SvmExit.NPF, fault.exitInfo1, fault.gpa, fault.reason);
+    const thread = vcpu.thread;
+    if (thread === undefined) return this.#kill(vcpu, exitWith, `${fault.kind} before the guest started: ${fault.reason}`);
+    try {
+      const step = thread.throw(new GuestException('#PF', fault.va, fault.errorCode, fault.reason));
+      if (step.done === true) return this.#kill(vcpu, exitWith, 'guest thread ended');
+      vcpu.pending = step.value;
+      return undefined;
+    } catch (err) {
+      return this.#kill(vcpu, exitWith, `triple fault: unhandled ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  #execute(
+    insn: Instruction,
+    st: { asid: number; sev: boolean; pagingEnabled: boolean; cr3: number; cr0: bigint; cr2: bigint; nestedCr3: number },
+    regs: Registers,
+    vcpu: VcpuRuntime,
+  ): { kind: 'ok'; value: InstructionResult } | { kind: 'fault'; fault: TranslationFault } | { kind: 'exit'; code: number; reason: string } {
+    switch (insn.op) {
+      case 'load': {
+        const out = Buffer.allocUnsafe(insn.length);
+        for (let done = 0; done < insn.length; ) {
+          const va = insn.va + done;
+          const t = this.mmu.translate(st, va, 'read');
+          if (t.kind !== 'ok') return this.#recordFault(st, t);
+          const take = Math.min(4096 - (va % 4096), insn.length - done);
+          this.#readInto(out, done, t.spa, take, t.key);
+          done += take;
+        }
+        return { kind: 'ok', value: out };
+      }
+      case 'store': {
+        // Translate every page first so a faulting store writes nothing.
+        const parts: { spa: number; key: number; from: number; to: number }[] = [];
+        for (let done = 0; done < insn.data.length; ) {
+          const va = insn.va + done;
+          const t = this.mmu.translate(st, va, 'write');
+          if (t.kind !== 'ok') return this.#recordFault(st, t);
+          const take = Math.min(4096 - (va % 4096), insn.data.length - done);
+          parts.push({ spa: t.spa, key: t.key, from: done, to: done + take });
+          done += take;
+        }
+        for (const p of parts) this.cache.write(p.spa, insn.data.subarray(p.from, p.to), p.key);
+        return { kind: 'ok', value: undefined };
+      }
+      case 'writeCr3':
+        st.cr3 = insn.value;
+        this.mmu.flushAsid(st.asid);
+        return { kind: 'ok', value: undefined };
+      case 'enablePaging':
+        st.cr0 |= CR0_PG | CR0_PE;
+        st.pagingEnabled = true;
+        this.mmu.flushAsid(st.asid);
+        return { kind: 'ok', value: undefined };
+      case 'invlpg':
+        this.mmu.invalidatePage(st.asid, insn.va);
+        return { kind: 'ok', value: undefined };
+      case 'clflush': {
+        const t = this.mmu.translate(st, insn.va, 'read');
+        if (t.kind !== 'ok') return this.#recordFault(st, t);
+        this.cache.clflush(t.spa);
+        return { kind: 'ok', value: undefined };
+      }
+      case 'wbinvd':
+        this.cache.wbinvd();
+        return { kind: 'ok', value: undefined };
+      case 'vmmcall':
+        Object.assign(regs, insn.registers);
+        vcpu.inHypercall = true;
+        return { kind: 'exit', code: SvmExit.VMMCALL, reason: `hypercall rax=0x${insn.registers.rax.toString(16)}` };
+      case 'hlt':
+        return { kind: 'exit', code: SvmExit.HLT, reason: 'guest halted' };
+    }
+  }
+
+  #readInto(out: Buffer, at: number, spa: number, length: number, key: number): void {
+    this.cache.read(spa, length, key).copy(out, at);
+  }
+
+  #recordFault(st: { cr2: bigint }, fault: TranslationFault): { kind: 'fault'; fault: TranslationFault } {
+    if (fault.kind === '#PF') st.cr2 = BigInt(fault.va);
+    return { kind: 'fault', fault };
+  }
+
+  toJSON(): string {
+    return '[Core]';
+  }
+}
+
+export { KeySlotEmptyError };

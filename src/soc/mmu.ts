@@ -1,0 +1,207 @@
+// The MMU of a core running a guest: guest page walk (tables in guest memory, always read with the
+// guest key under SEV), nested walk GPA→SPA (host-owned tables in host memory), C-bit key
+// selection, and an ASID-tagged TLB (ARCHITECTURE.md, "data path of one guest memory access").
+import type { Cache } from './cache.js';
+import { KEY_HOST, KEY_NONE, type KeyId } from './memory-controller.js';
+import { PAGE_SIZE, PTE_SIZE, type PagingFormat, tableIndices } from './paging.js';
+
+export type AccessKind = 'read' | 'write' | 'fetch';
+
+/** Page-fault error-code bits (APM vol. 2 §8.4.2); the same bits start #NPF's EXITINFO1. */
+export const PF_PRESENT = 1 << 0;
+export const PF_WRITE = 1 << 1;
+export const PF_USER = 1 << 2;
+export const PF_RSVD = 1 << 3;
+export const PF_FETCH = 1 << 4;
+/** #NPF EXITINFO1 bit 32: fault on the final GPA; bit 33: fault while walking guest page tables. */
+export const NPF_FINAL_GPA = 2 ** 32;
+export const NPF_GUEST_TABLE = 2 ** 33;
+
+/** A guest #PF: delivered to the guest's own handler (CR2 = va). */
+export interface PageFault {
+  readonly kind: '#PF';
+  readonly va: number;
+  readonly errorCode: number;
+  readonly reason: string;
+}
+
+/** A #NPF: a VMEXIT to the host with EXITINFO1 = error code, EXITINFO2 = GPA. */
+export interface NestedPageFault {
+  readonly kind: '#NPF';
+  readonly gpa: number;
+  readonly exitInfo1: number;
+  readonly reason: string;
+}
+
+export type TranslationFault = PageFault | NestedPageFault;
+
+export interface Translation {
+  readonly kind: 'ok';
+  readonly spa: number;
+  readonly key: KeyId;
+}
+
+/** The paging state the core runs a guest with (from its VMCB / registers). */
+export interface GuestPagingState {
+  /** ASID of the running guest: its memory-controller key id. */
+  readonly asid: number;
+  /** SEV enabled in the VMCB: private accesses use the guest key. */
+  readonly sev: boolean;
+  readonly pagingEnabled: boolean;
+  /** CR3 as loaded (may carry the C-bit; under SEV the tables are private regardless). */
+  readonly cr3: number;
+  /** Nested CR3 (host physical, may carry the C-bit for SME-encrypted tables). */
+  readonly nestedCr3: number;
+}
+
+interface TlbEntry {
+  spaPage: number;
+  /** Key for data accesses (guest key for C=1, else per the nested leaf's C-bit). */
+  dataKey: KeyId;
+  writable: boolean;
+  executable: boolean;
+}
+
+/** Distinct key for one (ASID, page) pair: ASIDs < 2^11, VAs < 2^48. */
+function tlbTag(asid: number, page: number): number {
+  return asid * 2 ** 36 + page;
+}
+
+export class Mmu {
+  readonly #tlb = new Map<number, TlbEntry>();
+  /** Counts for the bench and the demo. */
+  readonly stats = { tlbHits: 0, tlbMisses: 0, walks: 0 };
+
+  constructor(
+    private readonly cache: Cache,
+    readonly format: PagingFormat,
+  ) {}
+
+  /** Drops every TLB entry of an ASID (VMCB TLB_CONTROL, or the guest's CR3 write). */
+  flushAsid(asid: number): void {
+    for (const tag of this.#tlb.keys()) if (Math.floor(tag / 2 ** 36) === asid) this.#tlb.delete(tag);
+  }
+
+  /** INVLPG. */
+  invalidatePage(asid: number, va: number): void {
+    this.#tlb.delete(tlbTag(asid, Math.floor(va / PAGE_SIZE)));
+  }
+
+  flushAll(): void {
+    this.#tlb.clear();
+  }
+
+  /** Translates a guest access; faults are returned, never thrown. */
+  translate(state: GuestPagingState, va: number, access: AccessKind): Translation | TranslationFault {
+    const page = Math.floor(va / PAGE_SIZE);
+    const offset = va - page * PAGE_SIZE;
+    const tag = tlbTag(state.asid, page);
+    let entry = this.#tlb.get(tag);
+    if (entry === undefined) {
+      this.stats.tlbMisses++;
+      const walked = this.#walk(state, va, access);
+      if (walked.kind !== 'entry') return walked;
+      entry = walked.entry;
+      this.#tlb.set(tag, entry);
+    } else {
+      this.stats.tlbHits++;
+    }
+    if (access === 'write' && !entry.writable) {
+      // Re-walk for a precise fault (which level forbids the write).
+      this.#tlb.delete(tag);
+      const walked = this.#walk(state, va, access);
+      if (walked.kind !== 'entry') return walked;
+      entry = walked.entry;
+    }
+    if (access === 'fetch') {
+      if (!entry.executable) return { kind: '#PF', va, errorCode: PF_PRESENT | PF_FETCH, reason: 'instruction fetch from a no-execute page' };
+      // Instruction fetches are always private in an SEV guest (sev-reference §1.2).
+      return { kind: 'ok', spa: entry.spaPage * PAGE_SIZE + offset, key: state.sev ? state.asid : entry.dataKey };
+    }
+    return { kind: 'ok', spa: entry.spaPage * PAGE_SIZE + offset, key: entry.dataKey };
+  }
+
+  #walk(state: GuestPagingState, va: number, access: AccessKind): { kind: 'entry'; entry: TlbEntry } | TranslationFault {
+    this.stats.walks++;
+    const privateKey = state.sev ? state.asid : KEY_NONE;
+    let gpa: number;
+    let cBit: boolean;
+    let writable = true;
+    let executable = true;
+    if (!state.pagingEnabled) {
+      // With paging off every access of an SEV guest is private.
+      gpa = Math.floor(va / PAGE_SIZE) * PAGE_SIZE;
+      cBit = state.sev;
+    } else {
+      let table = this.format.splitCBit(state.cr3).address;
+      const idx = tableIndices(va);
+      let leaf = undefined as ReturnType<PagingFormat['decode']> | undefined;
+      for (let level = 0; level < 4; level++) {
+        const entryGpa = Math.floor(table / PAGE_SIZE) * PAGE_SIZE + (idx[level] as number) * PTE_SIZE;
+        // Guest page tables are always private under SEV, whatever the C-bits say.
+        const nested = this.#nestedWalk(state, entryGpa, 'read', true);
+        if (nested.kind !== 'ok') return nested;
+        const raw = this.cache.read(nested.spa, PTE_SIZE, privateKey);
+        const e = this.format.decode(raw);
+        const code = (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
+        if (!e.present) return { kind: '#PF', va, errorCode: code, reason: `level-${4 - level} entry not present` };
+        if (e.reservedBitsSet || (e.largePage && level < 3)) {
+          return { kind: '#PF', va, errorCode: code | PF_PRESENT | PF_RSVD, reason: `level-${4 - level} entry has reserved bits set` };
+        }
+        writable &&= e.writable;
+        executable &&= !e.noExecute;
+        table = e.address;
+        leaf = e;
+      }
+      if (access === 'write' && !writable) {
+        return { kind: '#PF', va, errorCode: PF_PRESENT | PF_WRITE, reason: 'write to a read-only page' };
+      }
+      gpa = table;
+      cBit = state.sev && (leaf as NonNullable<typeof leaf>).encrypted;
+    }
+    const final = this.#nestedWalk(state, gpa, access, false);
+    if (final.kind !== 'ok') return final;
+    writable &&= final.writable;
+    executable &&= final.executable;
+    if (access === 'write' && !final.writable) {
+      return { kind: '#NPF', gpa, exitInfo1: NPF_FINAL_GPA | PF_PRESENT | PF_WRITE | PF_USER, reason: 'nested page is read-only' };
+    }
+    const dataKey = cBit ? privateKey : final.sharedKey;
+    return { kind: 'entry', entry: { spaPage: Math.floor(final.spa / PAGE_SIZE), dataKey, writable, executable } };
+  }
+
+  /** GPA→SPA through the host's nested tables (4-level, host memory, SME per each entry's C-bit). */
+  #nestedWalk(
+    state: GuestPagingState,
+    gpa: number,
+    access: AccessKind,
+    tableAccess: boolean,
+  ): { kind: 'ok'; spa: number; sharedKey: KeyId; writable: boolean; executable: boolean } | NestedPageFault {
+    const where = tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA;
+    const code = where | PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
+    if (gpa >= this.format.addressLimit) return { kind: '#NPF', gpa, exitInfo1: code | PF_RSVD, reason: 'GPA beyond MAXPHYADDR' };
+    let { address: table, encrypted } = this.format.splitCBit(state.nestedCr3);
+    const idx = tableIndices(gpa);
+    let writable = true;
+    let executable = true;
+    for (let level = 0; level < 4; level++) {
+      const entrySpa = Math.floor(table / PAGE_SIZE) * PAGE_SIZE + (idx[level] as number) * PTE_SIZE;
+      const raw = this.cache.read(entrySpa, PTE_SIZE, encrypted ? KEY_HOST : KEY_NONE);
+      const e = this.format.decode(raw);
+      if (!e.present) return { kind: '#NPF', gpa, exitInfo1: code, reason: `nested level-${4 - level} entry not present` };
+      if (e.reservedBitsSet || (e.largePage && level < 3)) {
+        return { kind: '#NPF', gpa, exitInfo1: code | PF_PRESENT | PF_RSVD, reason: `nested level-${4 - level} entry has reserved bits set` };
+      }
+      writable &&= e.writable;
+      executable &&= !e.noExecute;
+      table = e.address;
+      encrypted = e.encrypted;
+    }
+    const offset = gpa % PAGE_SIZE;
+    return { kind: 'ok', spa: table + offset, sharedKey: encrypted ? KEY_HOST : KEY_NONE, writable, executable };
+  }
+
+  toJSON(): string {
+    return '[Mmu]';
+  }
+}
