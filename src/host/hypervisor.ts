@@ -151,6 +151,9 @@ export class Hypervisor {
     spas.forEach((spa, gfn) => {
       frames.set(gfn, spa);
       mem.write(spa, Buffer.alloc(PAGE_SIZE), false);
+      // The guest will use these frames under its own key: flush the host's C=0 lines now, or their
+      // later write-back would overwrite guest ciphertext (KVM flushes on KVM_MEMORY_ENCRYPT_REG_REGION).
+      if (sev) mem.clflushRange(spa, PAGE_SIZE);
       npt.map(gfn * PAGE_SIZE, { spa, writable: true, executable: true, hostEncrypted: false });
     });
     const vmcb = this.frames.allocate();

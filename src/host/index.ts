@@ -3,3 +3,4 @@ export { Hypervisor, Vm, type VmConfig, type RunResult, type GuestPageState } fr
 export { PspDriver, PspCommandError } from './psp-driver.js';
 export { NestedPageTable, type NestedMapping } from './nested-page-table.js';
 export { FrameAllocator, OutOfMemoryError } from './frame-allocator.js';
+export { Adversary, type AttackAttempt } from './adversary.js';
