@@ -4,7 +4,7 @@ export {
   type CipherMode,
   type MemoryCipher,
   BLOCK_SIZE,
-  PAGE_SIZE,
+
   MEMORY_KEY_MATERIAL_BYTES,
   CipherAlignmentError,
   XeTweakFunction,

@@ -1,7 +1,8 @@
 // x86-64 4-level paging entries with the SME/SEV C-bit (AMD APM vol. 2 §5.3, §7.10; sev-reference §1.2).
 import type { ProductProfile } from './products.js';
 
-export const PAGE_SIZE = 4096;
+import { PAGE_SIZE } from './dram.js';
+export { PAGE_SIZE };
 export const ENTRIES_PER_TABLE = 512;
 export const PTE_SIZE = 8;
 
