@@ -1,0 +1,115 @@
+// The product's core promise: keys never leave the PSP and the memory controller's slots. The test
+// regenerates the PSP's key stream from the seed (so it knows every key the run drew), proves it
+// really holds the guest's key by decrypting guest memory with it, and then searches every
+// host-visible object, output and all of DRAM for any 8-byte piece of any key.
+import { inspect } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { Drbg, MEMORY_KEY_MATERIAL_BYTES, createMemoryCipher } from '../src/crypto/index.js';
+import { Adversary, Hypervisor, PspCommandError } from '../src/host/index.js';
+import { GuestKernel } from '../src/guest/index.js';
+import { createPlatform } from '../src/psp/index.js';
+import { runSevDemo } from '../src/scenarios/sev-demo.js';
+import { HandleBuffer, SevCommand } from '../src/abi/index.js';
+
+const SEED = 'secrecy';
+const RAM = 1024 * 1024;
+
+/** Every 8-byte window of each key, as hex and as raw bytes. */
+function fragments(keys: Buffer[]): Buffer[] {
+  const out: Buffer[] = [];
+  for (const k of keys) for (let i = 0; i + 8 <= k.length; i += 4) out.push(k.subarray(i, i + 8));
+  return out;
+}
+
+function leaks(text: string, keys: Buffer[]): string[] {
+  // util.inspect prints Buffers as "<Buffer 3a 4f …>": search with white space removed too.
+  const lower = `${text.toLowerCase()}\n${text.toLowerCase().replace(/\s+/g, '')}`;
+  // …and as the decimal list JSON.stringify makes of a Buffer.
+  const decimals = lower.replace(/\s+/g, '');
+  return fragments(keys)
+    .filter((f) => lower.includes(f.toString('hex')) || text.includes(f.toString('base64').slice(0, 10)) || decimals.includes([...f].join(',')))
+    .map((f) => f.toString('hex'));
+}
+
+describe('keys never leave the PSP', () => {
+  it('the leak detector sees a key however it is printed', () => {
+    const key = Buffer.from('00112233445566778899aabbccddeeff', 'hex');
+    expect(leaks(inspect({ k: key }), [key])).not.toEqual([]);
+    expect(leaks(JSON.stringify({ k: key.toString('hex') }), [key])).not.toEqual([]);
+    expect(leaks(JSON.stringify({ k: key }), [key])).not.toEqual([]);
+    expect(leaks(key.toString('base64'), [key])).not.toEqual([]);
+    expect(leaks(inspect({ other: Buffer.alloc(16, 7) }), [key])).toEqual([]);
+  });
+
+  for (const product of ['milan', 'naples']) {
+    it(`on ${product}: no host-visible object, output or DRAM byte holds key material`, () => {
+      const platform = createPlatform({ product, seed: SEED, dramBytes: 64 * 1024 * 1024 });
+      const hv = new Hypervisor(platform);
+      hv.initPlatform();
+      const kernel = new GuestKernel({ memoryBytes: RAM, paging: platform.soc.paging });
+      const vm = hv.createVm({ name: 'victim', memoryBytes: RAM, software: kernel });
+      hv.run(vm);
+      const secret = Buffer.from('a secret that only the guest knows');
+      const run = kernel.exec('secret', function* (k) {
+        const va = k.allocPages(1);
+        yield* k.store(va, secret);
+        return va;
+      });
+      hv.run(vm);
+      const va = run.result ?? 0;
+
+      // The run's key stream: host SME key first, then one VEK per LAUNCH_START.
+      const stream = Drbg.fromSeed(SEED, 'psp-key-rng');
+      const smeKey = stream.generate(MEMORY_KEY_MATERIAL_BYTES);
+      const vek = stream.generate(MEMORY_KEY_MATERIAL_BYTES);
+      const keys = [smeKey, vek];
+      if (product === 'naples') {
+        const tweak = Drbg.fromSeed(SEED, 'umc-tweak');
+        for (let i = 0; i < platform.profile.physAddrBits - 4; i++) keys.push(tweak.generate(16));
+      }
+
+      // Non-vacuity: the regenerated VEK decrypts the guest's DRAM (so the search below is meaningful).
+      platform.soc.hostMemory.wbinvd();
+      const spa = vm.spaOf(va);
+      const ct = platform.soc.dram.read(spa, 48);
+      if (product === 'milan') {
+        const cipher = createMemoryCipher('xex', Buffer.from(vek));
+        expect(cipher.decrypt(spa, ct).subarray(0, secret.length)).toEqual(secret);
+      }
+
+      // Every host capability, exercised.
+      const adversary = new Adversary(hv);
+      const attempts = adversary.tryEverything(vm, undefined);
+      let errorText = '';
+      try {
+        hv.driver.call(SevCommand.DECOMMISSION, HandleBuffer, { handle: vm.handle });
+      } catch (err) {
+        expect(err).toBeInstanceOf(PspCommandError);
+        errorText = `${(err as Error).message}\n${(err as Error).stack ?? ''}`;
+      }
+
+      const visible = [
+        inspect(hv, { showHidden: true, depth: Infinity, getters: true }),
+        inspect(platform, { showHidden: true, depth: Infinity, getters: true }),
+        inspect(vm, { showHidden: true, depth: Infinity }),
+        JSON.stringify(hv.platform.psp.describe()),
+        JSON.stringify(platform.psp.log),
+        JSON.stringify(platform),
+        JSON.stringify(attempts.map((a) => ({ ...a, obtained: a.obtained.toString('hex') }))),
+        errorText,
+      ].join('\n');
+      expect(visible.length).toBeGreaterThan(10_000);
+      expect(leaks(visible, keys)).toEqual([]);
+
+      // All of DRAM: no 8-byte piece of any key, anywhere.
+      for (const f of fragments(keys)) expect(platform.soc.dram.scan(f), f.toString('hex')).toEqual([]);
+    });
+  }
+
+  it('the demo output and its JSON carry no key material', () => {
+    const r = runSevDemo({ seed: SEED });
+    const stream = Drbg.fromSeed(SEED, 'psp-key-rng');
+    const keys = Array.from({ length: 4 }, () => stream.generate(MEMORY_KEY_MATERIAL_BYTES));
+    expect(leaks(JSON.stringify(r), keys)).toEqual([]);
+  });
+});
