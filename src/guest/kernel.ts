@@ -157,8 +157,8 @@ export class GuestKernel implements GuestSoftware {
   /** Queues a program on the console; it runs the next time the host runs the vCPU. */
   exec<T>(name: string, program: GuestProgram<T>): ProgramRun<T> {
     const run: ProgramRun<T> = { name, status: 'queued', result: undefined, fault: undefined };
-    this.#queue.push(run as ProgramRun<unknown>);
-    this.#programs.set(run as ProgramRun<unknown>, program as GuestProgram<unknown>);
+    this.#queue.push(run);
+    this.#programs.set(run, program);
     return run;
   }
 

@@ -54,7 +54,7 @@ export class NestedPageTable {
         table = e.address;
       }
     }
-    return this.#entryAddress(table, idx[3] as number);
+    return this.#entryAddress(table, idx[3]);
   }
 
   map(gpa: number, mapping: NestedMapping): void {

@@ -1,10 +1,10 @@
 // Assembles a machine: the chip, and the PSP that alone receives the chip's key capabilities.
-import { Soc, productProfile, type CacheGeometry, type ProductName, type ProductProfile } from '../soc/index.js';
+import { Soc, productProfile, type CacheGeometry, type ProductProfile } from '../soc/index.js';
 import { Psp } from './psp.js';
 
 export interface PlatformOptions {
   /** Product profile name; default Milan. */
-  readonly product?: ProductName | string;
+  readonly product?: string;
   /** Makes every key and nonce of the run reproducible. */
   readonly seed?: string | number | bigint;
   /** Installed DRAM; default 1 GiB (sparse). */
