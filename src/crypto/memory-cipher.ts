@@ -61,7 +61,7 @@ export function writeLe128Address(out: Buffer, offset: number, spa: number): voi
   out.writeUInt32LE(0, offset + 12);
 }
 
-/** Small LRU of per-page tweak tables (256 tweaks × 16 bytes). */
+/** Per-page tweak tables (256 tweaks × 16 bytes), oldest-inserted evicted first (FIFO). */
 class TweakCache {
   readonly #pages = new Map<number, Buffer>();
   constructor(private readonly compute: (pageBase: number) => Buffer) {}
@@ -234,10 +234,10 @@ export const MEMORY_KEY_MATERIAL_BYTES = 32;
  * keeps no copy. In XE mode the second half is unused and the boot-time tweak function applies.
  */
 export function createMemoryCipher(mode: CipherMode, keyMaterial: Buffer, xeTweak?: XeTweakFunction): MemoryCipher {
-  if (keyMaterial.length !== MEMORY_KEY_MATERIAL_BYTES) {
-    throw new RangeError(`memory key material must be ${MEMORY_KEY_MATERIAL_BYTES} bytes`);
-  }
   try {
+    if (keyMaterial.length !== MEMORY_KEY_MATERIAL_BYTES) {
+      throw new RangeError(`memory key material must be ${MEMORY_KEY_MATERIAL_BYTES} bytes`);
+    }
     if (mode === 'xex') return new XexCipher(keyMaterial.subarray(0, 16), keyMaterial.subarray(16, 32));
     if (xeTweak === undefined) throw new Error('zen1-xe mode needs the boot-time tweak function');
     return new XeCipher(keyMaterial.subarray(0, 16), xeTweak);

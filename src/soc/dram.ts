@@ -75,21 +75,25 @@ export class Dram {
 
   /**
    * Every physical address where `needle` occurs: the cold-boot attacker's scan of all of DRAM.
-   * Matches that straddle a page boundary are found too.
+   * Matches that straddle a page boundary, also into never-written (zero) pages, are found. A needle
+   * of zeros only is refused: every never-written byte would match it.
    */
   scan(needle: Uint8Array): number[] {
     if (needle.length === 0 || needle.length > PAGE_SIZE) throw new RangeError('needle must be 1..4096 bytes');
-    const hits: number[] = [];
-    const pageNumbers = [...this.#pages.keys()].sort((a, b) => a - b);
+    if (needle.every((b) => b === 0)) throw new RangeError('an all-zero needle matches all unwritten memory');
+    const hits = new Set<number>();
     const needleBuf = Buffer.from(needle);
-    for (const n of pageNumbers) {
-      const page = this.#pages.get(n) as Buffer;
+    const margin = needle.length - 1;
+    const zeros = Buffer.alloc(margin);
+    for (const n of this.#pages.keys()) {
+      const base = n * PAGE_SIZE;
+      const prev = this.#pages.get(n - 1);
       const next = this.#pages.get(n + 1);
-      const window = next === undefined ? page : Buffer.concat([page, next.subarray(0, needle.length - 1)]);
-      for (let i = window.indexOf(needleBuf); i !== -1 && i < PAGE_SIZE; i = window.indexOf(needleBuf, i + 1)) {
-        hits.push(n * PAGE_SIZE + i);
-      }
+      const head = n === 0 ? Buffer.alloc(0) : prev === undefined ? zeros : prev.subarray(PAGE_SIZE - margin);
+      const tail = base + PAGE_SIZE >= this.sizeBytes ? Buffer.alloc(0) : next === undefined ? zeros : next.subarray(0, margin);
+      const window = Buffer.concat([head, this.#pages.get(n) as Buffer, tail]);
+      for (let i = window.indexOf(needleBuf); i !== -1; i = window.indexOf(needleBuf, i + 1)) hits.add(base - head.length + i);
     }
-    return hits;
+    return [...hits].sort((a, b) => a - b);
   }
 }

@@ -125,7 +125,8 @@ const PROFILES: Readonly<Record<ProductName, ProductProfile>> = {
 
 /** The profile for a product name (case-insensitive); throws with the list of known names. */
 export function productProfile(name: string): ProductProfile {
-  const p = PROFILES[name.toLowerCase() as ProductName];
+  const key = name.toLowerCase();
+  const p = Object.hasOwn(PROFILES, key) ? PROFILES[key as ProductName] : undefined;
   if (p === undefined) throw new RangeError(`unknown product "${name}" (known: ${PRODUCT_NAMES.join(', ')})`);
   return p;
 }
