@@ -13,4 +13,11 @@ export * from './host/index.js';
 /** The guest kernel and its programs. */
 export * from './guest/index.js';
 /** End-to-end stories. */
-export { runSevDemo, keySlotTable, type DemoResult, type DemoCheck, type DemoOptions, type KeySlotRow } from './scenarios/sev-demo.js';
+export {
+  runSevDemo,
+  keySlotTable,
+  type DemoResult,
+  type DemoCheck,
+  type DemoOptions,
+  type KeySlotRow,
+} from './scenarios/sev-demo.js';

@@ -66,18 +66,25 @@ describe('architecture', () => {
       const layer = layerOf(file);
       if (layer !== 'host' && layer !== 'guest') continue;
       const other = layer === 'host' ? 'guest' : 'host';
-      for (const spec of imports(file).filter((s) => s.startsWith('.'))) expect(layerOf(resolve(dirname(file), spec))).not.toBe(other);
+      for (const spec of imports(file).filter((s) => s.startsWith('.')))
+        expect(layerOf(resolve(dirname(file), spec))).not.toBe(other);
     }
   });
 
   it('only the PSP and the chip touch the key-handling capabilities', () => {
     const confined: [RegExp, (rel: string) => boolean][] = [
       // The capability to program key slots and the PSP's any-key DMA port.
-      [/\bKeySlotProgrammer\b|\bPspDmaPort\b|\bpspCapabilities\b|\bPspCapabilities\b/, (rel) => rel.startsWith(`soc${sep}`) || rel.startsWith(`psp${sep}`)],
+      [
+        /\bKeySlotProgrammer\b|\bPspDmaPort\b|\bpspCapabilities\b|\bPspCapabilities\b/,
+        (rel) => rel.startsWith(`soc${sep}`) || rel.startsWith(`psp${sep}`),
+      ],
       // Raw AES contexts exist only in the crypto layer.
       [/\bcreateCipheriv\b|\bcreateDecipheriv\b/, (rel) => rel.startsWith(`crypto${sep}`)],
       // Key slots are built only by the memory controller.
-      [/\bcreateMemoryCipher\(/, (rel) => rel === join('soc', 'memory-controller.ts') || rel.startsWith(`crypto${sep}`)],
+      [
+        /\bcreateMemoryCipher\(/,
+        (rel) => rel === join('soc', 'memory-controller.ts') || rel.startsWith(`crypto${sep}`),
+      ],
       // Key generators: only the PSP (keys) and the memory controller (Zen 1 tweak constants) draw them.
       [/'psp-key-rng'|'umc-tweak'/, (rel) => rel === join('psp', 'psp.ts') || rel === join('soc', 'soc.ts')],
     ];

@@ -30,7 +30,15 @@ describe('SEV demo', () => {
     const r = runSevDemo({ seed: 3 });
     expect(r.keySlots[0]).toMatchObject({ asid: 0, owner: 'host (SME key)', slotProgrammed: true });
     expect(r.keySlots.find((k) => k.owner.startsWith('alice'))?.pspState).toBe('RUNNING, active');
-    for (const row of r.keySlots) expect(Object.keys(row).sort()).toEqual(['asid', 'cachedLines', 'owner', 'pspState', 'slotGeneration', 'slotProgrammed']);
+    for (const row of r.keySlots)
+      expect(Object.keys(row).sort()).toEqual([
+        'asid',
+        'cachedLines',
+        'owner',
+        'pspState',
+        'slotGeneration',
+        'slotProgrammed',
+      ]);
   });
 });
 
@@ -60,7 +68,10 @@ describe('sevsim CLI', () => {
 
   it('demo --json prints one object with a checks array of {name, passed, detail}', () => {
     const out = run(['demo', '--json', '--product', 'naples', '--seed', '5']);
-    const parsed = JSON.parse(out) as { product: string; checks: { name: string; passed: boolean; detail: string }[] };
+    const parsed = JSON.parse(out) as {
+      product: string;
+      checks: { name: string; passed: boolean; detail: string }[];
+    };
     expect(parsed.product).toBe('naples');
     expect(parsed.checks).toHaveLength(7);
     for (const c of parsed.checks) {

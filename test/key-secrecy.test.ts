@@ -27,7 +27,12 @@ function leaks(text: string, keys: Buffer[]): string[] {
   // …and as the decimal list JSON.stringify makes of a Buffer.
   const decimals = lower.replace(/\s+/g, '');
   return fragments(keys)
-    .filter((f) => lower.includes(f.toString('hex')) || text.includes(f.toString('base64').slice(0, 10)) || decimals.includes([...f].join(',')))
+    .filter(
+      (f) =>
+        lower.includes(f.toString('hex')) ||
+        text.includes(f.toString('base64').slice(0, 10)) ||
+        decimals.includes([...f].join(',')),
+    )
     .map((f) => f.toString('hex'));
 }
 

@@ -38,7 +38,8 @@ export function decodeSevPolicy(policy: number): SevGuestPolicy {
 
 export function encodeSevPolicy(p: Partial<SevGuestPolicy>): number {
   let v = 0;
-  for (const [name, b] of Object.entries(BIT) as [keyof typeof BIT, number][]) if (p[name] === true) v |= 1 << b;
+  for (const [name, b] of Object.entries(BIT) as [keyof typeof BIT, number][])
+    if (p[name] === true) v |= 1 << b;
   v |= ((p.apiMajor ?? 0) & 0xff) << 16;
   v |= ((p.apiMinor ?? 0) & 0xff) << 24;
   return v >>> 0;

@@ -14,10 +14,16 @@ export class AbiDecodeError extends Error {
 }
 
 type ScalarType = 'u8' | 'u16' | 'u32' | 'u64';
-export type FieldSpec = { readonly offset: number; readonly type: ScalarType } | { readonly offset: number; readonly type: 'bytes'; readonly length: number };
+export type FieldSpec =
+  | { readonly offset: number; readonly type: ScalarType }
+  | { readonly offset: number; readonly type: 'bytes'; readonly length: number };
 export type FieldSpecs = Readonly<Record<string, FieldSpec>>;
 
-type ValueOf<F extends FieldSpec> = F extends { type: 'bytes' } ? Buffer : F extends { type: 'u64' } ? bigint : number;
+type ValueOf<F extends FieldSpec> = F extends { type: 'bytes' }
+  ? Buffer
+  : F extends { type: 'u64' }
+    ? bigint
+    : number;
 /** The decoded form of a layout: numbers for u8/u16/u32, bigint for u64, Buffer for byte arrays. */
 export type Decoded<S extends FieldSpecs> = { -readonly [K in keyof S]: ValueOf<S[K]> };
 
@@ -37,7 +43,8 @@ export class StructLayout<S extends FieldSpecs> {
     readonly fields: S,
   ) {
     for (const [field, spec] of Object.entries(fields)) {
-      if (spec.offset + fieldWidth(spec) > size) throw new Error(`${name}.${field} overruns the ${size}-byte layout`);
+      if (spec.offset + fieldWidth(spec) > size)
+        throw new Error(`${name}.${field} overruns the ${size}-byte layout`);
     }
   }
 
@@ -49,7 +56,12 @@ export class StructLayout<S extends FieldSpecs> {
       const at = offset + spec.offset;
       const width = fieldWidth(spec);
       if (at + width > buf.byteLength) {
-        throw new AbiDecodeError(this.name, field, spec.offset, `buffer ends at ${buf.byteLength - offset} bytes, field needs ${spec.offset + width}`);
+        throw new AbiDecodeError(
+          this.name,
+          field,
+          spec.offset,
+          `buffer ends at ${buf.byteLength - offset} bytes, field needs ${spec.offset + width}`,
+        );
       }
       switch (spec.type) {
         case 'u8':
@@ -102,7 +114,12 @@ export class StructLayout<S extends FieldSpecs> {
         case 'bytes': {
           const bytes = value as Buffer;
           if (bytes.length !== spec.length) {
-            throw new AbiDecodeError(this.name, field, spec.offset, `needs ${spec.length} bytes, got ${bytes.length}`);
+            throw new AbiDecodeError(
+              this.name,
+              field,
+              spec.offset,
+              `needs ${spec.length} bytes, got ${bytes.length}`,
+            );
           }
           Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength).set(bytes, at);
           break;

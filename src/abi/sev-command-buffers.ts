@@ -1,9 +1,10 @@
 // Legacy SEV command buffer layouts (sev-reference §2.7: sev-tool sevapi.h, ASPFW sev_mcmd.h).
 import { StructLayout } from './layout.js';
 
-// INIT: sev-tool sevapi.h sev_init_cmd_buf
+// INIT: ASPFW sev_mcmd.h (u16 flags, u8 reserved[6] that must be zero; sev-tool reads a u32 pair)
 export const InitBuffer = new StructLayout('INIT command buffer', 0x14, {
-  flags: { offset: 0x00, type: 'u32' },
+  flags: { offset: 0x00, type: 'u16' },
+  reserved: { offset: 0x02, type: 'bytes', length: 6 },
   tmrPaddr: { offset: 0x08, type: 'u64' },
   tmrLength: { offset: 0x10, type: 'u32' },
 });

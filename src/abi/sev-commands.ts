@@ -105,7 +105,15 @@ export const PlatformState = { UNINIT: 0, INIT: 1, WORKING: 2 } as const;
 export type PlatformStateCode = (typeof PlatformState)[keyof typeof PlatformState];
 
 /** Legacy SEV guest states (ASPFW sev_guest.c). */
-export const GuestState = { UNINIT: 0, LUPDATE: 1, LSECRET: 2, RUNNING: 3, SUPDATE: 4, RUPDATE: 5, SENT: 6 } as const;
+export const GuestState = {
+  UNINIT: 0,
+  LUPDATE: 1,
+  LSECRET: 2,
+  RUNNING: 3,
+  SUPDATE: 4,
+  RUPDATE: 5,
+  SENT: 6,
+} as const;
 export type GuestStateCode = (typeof GuestState)[keyof typeof GuestState];
 
 const guestStateNames = new Map<number, string>(Object.entries(GuestState).map(([k, v]) => [v, k]));

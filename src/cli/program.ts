@@ -5,7 +5,8 @@ import { runSevDemo } from '../scenarios/sev-demo.js';
 import { renderDemo } from './render-demo.js';
 
 function parseSeed(v: string): string {
-  if (!/^[0-9A-Za-z_-]{1,64}$/.test(v)) throw new InvalidArgumentError('a seed is 1–64 letters, digits, "-" or "_"');
+  if (!/^[0-9A-Za-z_-]{1,64}$/.test(v))
+    throw new InvalidArgumentError('a seed is 1–64 letters, digits, "-" or "_"');
   return v;
 }
 
@@ -26,7 +27,11 @@ export function buildProgram(): Command {
       'Boot a simulated EPYC host, launch two SEV guests and show — for the same memory — what each guest,\n' +
         'the hypervisor and DRAM see, checking each protection SEV promises (7a–7g). Exits 1 if any check fails.',
     )
-    .addOption(new Option('--product <name>', 'CPU product profile (C-bit, ASIDs, cipher mode)').choices([...PRODUCT_NAMES]).default('milan'))
+    .addOption(
+      new Option('--product <name>', 'CPU product profile (C-bit, ASIDs, cipher mode)')
+        .choices([...PRODUCT_NAMES])
+        .default('milan'),
+    )
     .option('--seed <seed>', 'make every key, nonce and tweak reproducible', parseSeed, '1')
     .option('--json', 'print one JSON object with a `checks` array of {name, passed, detail}')
     .addHelpText(
@@ -46,4 +51,3 @@ export function buildProgram(): Command {
     });
   return program;
 }
-

@@ -13,27 +13,51 @@ export function renderDemo(r: DemoResult): string {
   const out: string[] = [];
   out.push(`sevsim demo — ${r.productTitle}, memory cipher ${r.cipherMode}, seed ${r.seed}`);
   out.push('');
-  out.push(table(['guest', 'ASID', 'handle', 'launch measurement (HMAC-SHA256, no owner session)'], r.guests.map((g) => [g.name, String(g.asid), String(g.handle), g.measurement])));
+  out.push(
+    table(
+      ['guest', 'ASID', 'handle', 'launch measurement (HMAC-SHA256, no owner session)'],
+      r.guests.map((g) => [g.name, String(g.asid), String(g.handle), g.measurement]),
+    ),
+  );
   for (const c of r.checks) {
     out.push('');
     out.push(`[${c.id}] ${c.name} — ${c.passed ? 'PASS' : 'FAIL'}`);
     const who = Math.max(...c.views.map((v) => v.who.length));
-    for (const v of c.views) out.push(`    ${pad(v.who, who)}  ${v.hex}${v.note !== undefined ? `  ${JSON.stringify(v.note)}` : ''}`);
+    for (const v of c.views)
+      out.push(
+        `    ${pad(v.who, who)}  ${v.hex}${v.note !== undefined ? `  ${JSON.stringify(v.note)}` : ''}`,
+      );
     out.push(`    ${c.detail}`);
   }
   out.push('');
-  out.push('Memory-controller key slots (owner and state only: key material never leaves the PSP and the slots)');
+  out.push(
+    'Memory-controller key slots (owner and state only: key material never leaves the PSP and the slots)',
+  );
   out.push(
     table(
       ['ASID', 'owner', 'PSP guest state', 'slot', 'loads', 'cached lines'],
-      r.keySlots.map((k) => [String(k.asid), k.owner, k.pspState, k.slotProgrammed ? 'programmed' : 'empty', String(k.slotGeneration), String(k.cachedLines)]),
+      r.keySlots.map((k) => [
+        String(k.asid),
+        k.owner,
+        k.pspState,
+        k.slotProgrammed ? 'programmed' : 'empty',
+        String(k.slotGeneration),
+        String(k.cachedLines),
+      ]),
     ),
   );
   out.push('');
   out.push('Verdict');
-  out.push(table(['check', 'protection', 'result'], r.checks.map((c) => [c.id, c.name, c.passed ? 'PASS' : 'FAIL'])));
+  out.push(
+    table(
+      ['check', 'protection', 'result'],
+      r.checks.map((c) => [c.id, c.name, c.passed ? 'PASS' : 'FAIL']),
+    ),
+  );
   const failed = r.checks.filter((c) => !c.passed).length;
   out.push('');
-  out.push(failed === 0 ? `All ${r.checks.length} checks passed.` : `${failed} of ${r.checks.length} checks FAILED.`);
+  out.push(
+    failed === 0 ? `All ${r.checks.length} checks passed.` : `${failed} of ${r.checks.length} checks FAILED.`,
+  );
   return out.join('\n');
 }

@@ -45,7 +45,8 @@ export class Drbg {
 
   /** A uniformly distributed integer in [0, bound), bound ≤ 2^32. */
   nextInt(bound: number): number {
-    if (!Number.isInteger(bound) || bound < 1 || bound > 0x1_0000_0000) throw new RangeError(`nextInt bound must be an integer in 1..2^32, got ${bound}`);
+    if (!Number.isInteger(bound) || bound < 1 || bound > 0x1_0000_0000)
+      throw new RangeError(`nextInt bound must be an integer in 1..2^32, got ${bound}`);
     const limit = Math.floor(0x1_0000_0000 / bound) * bound;
     for (;;) {
       const x = this.generate(4).readUInt32LE(0);

@@ -4,7 +4,6 @@ export {
   type CipherMode,
   type MemoryCipher,
   BLOCK_SIZE,
-
   MEMORY_KEY_MATERIAL_BYTES,
   CipherAlignmentError,
   XeTweakFunction,

@@ -30,7 +30,9 @@ export interface MemoryCipher {
 /** Thrown for a misaligned or empty cipher request: a bug in the caller, never guest-triggered. */
 export class CipherAlignmentError extends Error {
   constructor(spa: number, length: number) {
-    super(`memory cipher needs 16-byte aligned address and length (spa=0x${spa.toString(16)}, length=${length})`);
+    super(
+      `memory cipher needs 16-byte aligned address and length (spa=0x${spa.toString(16)}, length=${length})`,
+    );
     this.name = 'CipherAlignmentError';
   }
 }
@@ -114,7 +116,8 @@ class XexCipher implements MemoryCipher {
     const tweakEnc = ecbEncryptor(tweakKey);
     this.#tweaks = new TweakCache((pageBase) => {
       const addrs = Buffer.allocUnsafe(PAGE_SIZE);
-      for (let i = 0; i < BLOCKS_PER_PAGE; i++) writeLe128Address(addrs, i * BLOCK_SIZE, pageBase + i * BLOCK_SIZE);
+      for (let i = 0; i < BLOCKS_PER_PAGE; i++)
+        writeLe128Address(addrs, i * BLOCK_SIZE, pageBase + i * BLOCK_SIZE);
       return tweakEnc.update(addrs);
     });
   }
@@ -170,7 +173,11 @@ export class XeTweakFunction {
     this.#accumulate(base, 0, pageBase);
     const out = Buffer.allocUnsafe(PAGE_SIZE);
     for (let i = 0; i < BLOCKS_PER_PAGE; i++) {
-      xorInto(out.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), this.#inPage.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE), base);
+      xorInto(
+        out.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE),
+        this.#inPage.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE),
+        base,
+      );
     }
     return out;
   }
@@ -180,7 +187,10 @@ export class XeTweakFunction {
     for (let bit = 0; rest > 0; bit++, rest = Math.floor(rest / 2)) {
       if (rest % 2 === 1) {
         const c = this.#constants[bit];
-        if (c === undefined) throw new RangeError(`address 0x${address.toString(16)} beyond the tweak function's ${this.addressBits} bits`);
+        if (c === undefined)
+          throw new RangeError(
+            `address 0x${address.toString(16)} beyond the tweak function's ${this.addressBits} bits`,
+          );
         const dst = out.subarray(offset, offset + BLOCK_SIZE);
         xorInto(dst, dst, c);
       }
@@ -233,7 +243,11 @@ export const MEMORY_KEY_MATERIAL_BYTES = 32;
  * Builds the cipher for one key slot from 32 bytes of key material, which it wipes: the caller
  * keeps no copy. In XE mode the second half is unused and the boot-time tweak function applies.
  */
-export function createMemoryCipher(mode: CipherMode, keyMaterial: Buffer, xeTweak?: XeTweakFunction): MemoryCipher {
+export function createMemoryCipher(
+  mode: CipherMode,
+  keyMaterial: Buffer,
+  xeTweak?: XeTweakFunction,
+): MemoryCipher {
   try {
     if (keyMaterial.length !== MEMORY_KEY_MATERIAL_BYTES) {
       throw new RangeError(`memory key material must be ${MEMORY_KEY_MATERIAL_BYTES} bytes`);

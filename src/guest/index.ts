@@ -1,2 +1,11 @@
 // The guest: a small kernel and the programs it runs.
-export { GuestKernel, KernelApi, GuestLayout, insn, type KernelConfig, type ProgramRun, type GuestProgram, type Step } from './kernel.js';
+export {
+  GuestKernel,
+  KernelApi,
+  GuestLayout,
+  insn,
+  type KernelConfig,
+  type ProgramRun,
+  type GuestProgram,
+  type Step,
+} from './kernel.js';

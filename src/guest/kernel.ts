@@ -3,7 +3,12 @@
 // the programs given on its console. Its "binary" is a 4 KiB code page, measured at launch and
 // checked by the CPU on every instruction fetch.
 import { createHash } from 'node:crypto';
-import { HC_MAP_GPA_RANGE, HC_SEVSIM_BOOTED, HC_SEVSIM_PRINT, MAP_GPA_RANGE_ENCRYPTED } from '../abi/index.js';
+import {
+  HC_MAP_GPA_RANGE,
+  HC_SEVSIM_BOOTED,
+  HC_SEVSIM_PRINT,
+  MAP_GPA_RANGE_ENCRYPTED,
+} from '../abi/index.js';
 import {
   ENTRIES_PER_TABLE,
   GuestException,
@@ -100,7 +105,12 @@ export class KernelApi {
   *print(text: string): Step<void> {
     const bytes = Buffer.from(text, 'utf8').subarray(0, 1024);
     yield* insn.store(this.kernel.sharedBase, bytes);
-    yield* insn.vmmcall({ rax: HC_SEVSIM_PRINT, rbx: BigInt(this.kernel.sharedBase), rcx: BigInt(bytes.length), rdx: 0n });
+    yield* insn.vmmcall({
+      rax: HC_SEVSIM_PRINT,
+      rbx: BigInt(this.kernel.sharedBase),
+      rcx: BigInt(bytes.length),
+      rdx: 0n,
+    });
   }
 
   hypercall(registers: Registers): Step<Registers> {
@@ -137,8 +147,12 @@ export class GuestKernel implements GuestSoftware {
   booted = false;
 
   constructor(readonly config: KernelConfig) {
-    if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes < 0x80000) throw new RangeError('guest memory must be ≥ 512 KiB and page-aligned');
-    if (Math.ceil(config.memoryBytes / (PAGE_SIZE * ENTRIES_PER_TABLE)) * PAGE_SIZE + GuestLayout.ptBase > GuestLayout.heapBase) {
+    if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes < 0x80000)
+      throw new RangeError('guest memory must be ≥ 512 KiB and page-aligned');
+    if (
+      Math.ceil(config.memoryBytes / (PAGE_SIZE * ENTRIES_PER_TABLE)) * PAGE_SIZE + GuestLayout.ptBase >
+      GuestLayout.heapBase
+    ) {
       throw new RangeError('guest memory too large for the page-table pool');
     }
     this.sharedBytes = config.sharedBytes ?? 64 * 1024;
@@ -150,7 +164,11 @@ export class GuestKernel implements GuestSoftware {
   /** The kernel binary: 4 KiB derived from its version string (what the owner measures). */
   static image(version: string): Buffer {
     const out = Buffer.alloc(PAGE_SIZE);
-    for (let i = 0; i < PAGE_SIZE / 32; i++) createHash('sha256').update(`${version}/${i}`).digest().copy(out, i * 32);
+    for (let i = 0; i < PAGE_SIZE / 32; i++)
+      createHash('sha256')
+        .update(`${version}/${i}`)
+        .digest()
+        .copy(out, i * 32);
     return out;
   }
 
@@ -164,12 +182,22 @@ export class GuestKernel implements GuestSoftware {
 
   pteAddress(va: number): number {
     const page = Math.floor(va / PAGE_SIZE);
-    return GuestLayout.ptBase + Math.floor(page / ENTRIES_PER_TABLE) * PAGE_SIZE + (page % ENTRIES_PER_TABLE) * PTE_SIZE;
+    return (
+      GuestLayout.ptBase +
+      Math.floor(page / ENTRIES_PER_TABLE) * PAGE_SIZE +
+      (page % ENTRIES_PER_TABLE) * PTE_SIZE
+    );
   }
 
   #leafEntry(gpa: number, encrypted: boolean): Buffer {
     const isCode = gpa >= this.codeBase && gpa < this.codeBase + this.code.length;
-    return this.config.paging.encode({ address: gpa, present: true, writable: !isCode, noExecute: !isCode, encrypted });
+    return this.config.paging.encode({
+      address: gpa,
+      present: true,
+      writable: !isCode,
+      noExecute: !isCode,
+      encrypted,
+    });
   }
 
   *#boot(): Step<void> {
@@ -180,11 +208,15 @@ export class GuestKernel implements GuestSoftware {
       entries.forEach((e, i) => e.copy(t, i * PTE_SIZE));
       return t;
     };
-    const dir = (address: number): Buffer => f.encode({ address, present: true, writable: true, encrypted: true });
+    const dir = (address: number): Buffer =>
+      f.encode({ address, present: true, writable: true, encrypted: true });
     // Paging is off: these stores are private, so the tables are born encrypted.
     yield* insn.store(GuestLayout.pml4, table([dir(GuestLayout.pdpt)]));
     yield* insn.store(GuestLayout.pdpt, table([dir(GuestLayout.pd)]));
-    yield* insn.store(GuestLayout.pd, table(Array.from({ length: tables }, (_, i) => dir(GuestLayout.ptBase + i * PAGE_SIZE))));
+    yield* insn.store(
+      GuestLayout.pd,
+      table(Array.from({ length: tables }, (_, i) => dir(GuestLayout.ptBase + i * PAGE_SIZE))),
+    );
     for (let t = 0; t < tables; t++) {
       const entries: Buffer[] = [];
       for (let i = 0; i < ENTRIES_PER_TABLE; i++) {
@@ -198,7 +230,12 @@ export class GuestKernel implements GuestSoftware {
     yield { op: 'enablePaging' };
     // The shared region was never written privately; start it clean.
     yield* insn.store(this.sharedBase, Buffer.alloc(this.sharedBytes));
-    yield* insn.vmmcall({ rax: HC_SEVSIM_BOOTED, rbx: BigInt(this.sharedBase), rcx: BigInt(this.sharedBytes), rdx: 0n });
+    yield* insn.vmmcall({
+      rax: HC_SEVSIM_BOOTED,
+      rbx: BigInt(this.sharedBase),
+      rcx: BigInt(this.sharedBytes),
+      rdx: 0n,
+    });
     this.booted = true;
   }
 
@@ -207,7 +244,12 @@ export class GuestKernel implements GuestSoftware {
     yield* insn.clflushPage(gpa);
     yield* insn.store(this.pteAddress(gpa), this.#leafEntry(gpa, toPrivate));
     yield* insn.invlpg(gpa);
-    yield* insn.vmmcall({ rax: HC_MAP_GPA_RANGE, rbx: BigInt(gpa), rcx: 1n, rdx: toPrivate ? MAP_GPA_RANGE_ENCRYPTED : 0n });
+    yield* insn.vmmcall({
+      rax: HC_MAP_GPA_RANGE,
+      rbx: BigInt(gpa),
+      rcx: 1n,
+      rdx: toPrivate ? MAP_GPA_RANGE_ENCRYPTED : 0n,
+    });
   }
 
   /** The vCPU's thread: boot, then serve the console queue, halting when idle. */

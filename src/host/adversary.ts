@@ -1,7 +1,14 @@
 // The hypervisor as an adversary (attacks.md capabilities C1–C9): every way the host can look at,
 // move or re-key guest memory. Each attempt reports what it obtained, so a scenario can check that
 // no guest plaintext comes out.
-import { ActivateBuffer, HandleBuffer, LaunchStartBuffer, LaunchUpdateBuffer, SevCommand, statusName } from '../abi/index.js';
+import {
+  ActivateBuffer,
+  HandleBuffer,
+  LaunchStartBuffer,
+  LaunchUpdateBuffer,
+  SevCommand,
+  statusName,
+} from '../abi/index.js';
 import { NESTED_CTL_NP_ENABLE, NESTED_CTL_SEV_ENABLE, VmcbControl } from '../abi/index.js';
 import { PAGE_SIZE, type VmExit } from '../soc/index.js';
 import type { Hypervisor, Vm } from './hypervisor.js';
@@ -34,7 +41,12 @@ export class Adversary {
   /** C3: point a guest page at another host frame (and flush that guest's TLB). */
   remap(vm: Vm, gpa: number, spa: number): void {
     const old = vm.npt.lookup(gpa);
-    vm.npt.map(gpa, { spa, writable: old?.writable ?? true, executable: old?.executable ?? true, hostEncrypted: old?.hostEncrypted ?? false });
+    vm.npt.map(gpa, {
+      spa,
+      writable: old?.writable ?? true,
+      executable: old?.executable ?? true,
+      hostEncrypted: old?.hostEncrypted ?? false,
+    });
     this.hv.requestTlbFlush(vm);
   }
 
@@ -45,10 +57,23 @@ export class Adversary {
   runUnderAsid(vm: Vm, asid: number): VmExit {
     const mem = this.hv.soc.hostMemory;
     const before = VmcbControl.decode(mem.read(vm.vmcb, VmcbControl.size, true));
-    mem.write(vm.vmcb, VmcbControl.encode({ ...before, asid, nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE, tlbControl: 3 }), true);
+    mem.write(
+      vm.vmcb,
+      VmcbControl.encode({
+        ...before,
+        asid,
+        nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE,
+        tlbControl: 3,
+      }),
+      true,
+    );
     const exit = this.hv.run(vm, { maxInstructions: 1000, maxExits: 4 }).last;
     const after = VmcbControl.decode(mem.read(vm.vmcb, VmcbControl.size, true));
-    mem.write(vm.vmcb, VmcbControl.encode({ ...after, asid: before.asid, nestedControl: before.nestedControl, tlbControl: 3 }), true);
+    mem.write(
+      vm.vmcb,
+      VmcbControl.encode({ ...after, asid: before.asid, nestedControl: before.nestedControl, tlbControl: 3 }),
+      true,
+    );
     return exit;
   }
 
@@ -60,7 +85,12 @@ export class Adversary {
     const frames = [...victim.frames.values()];
     const all = (read: (spa: number) => Buffer): Buffer => Buffer.concat(frames.map(read));
 
-    attempts.push({ capability: 'C1', action: 'scan every frame of the guest in DRAM', obtained: all((spa) => this.readDram(spa, PAGE_SIZE)), outcome: 'ciphertext' });
+    attempts.push({
+      capability: 'C1',
+      action: 'scan every frame of the guest in DRAM',
+      obtained: all((spa) => this.readDram(spa, PAGE_SIZE)),
+      outcome: 'ciphertext',
+    });
     attempts.push({
       capability: 'C1',
       action: 'read the guest through the host mapping without the C-bit',
@@ -94,7 +124,10 @@ export class Adversary {
     });
 
     const d = hv.driver;
-    const share = d.raw(SevCommand.LAUNCH_START, LaunchStartBuffer, { handle: victim.handle, policy: victim.policy });
+    const share = d.raw(SevCommand.LAUNCH_START, LaunchStartBuffer, {
+      handle: victim.handle,
+      policy: victim.policy,
+    });
     if (share.status === 0) {
       d.raw(SevCommand.DECOMMISSION, HandleBuffer, { handle: share.out.handle });
     }
@@ -104,10 +137,27 @@ export class Adversary {
       obtained: Buffer.alloc(0),
       outcome: `PSP answered ${statusName(share.status)}`,
     });
-    const reMeasure = d.raw(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, { handle: victim.handle, paddr: BigInt(frames[0] ?? 0), length: PAGE_SIZE });
-    attempts.push({ capability: 'C9', action: 'LAUNCH_UPDATE_DATA on the running guest', obtained: Buffer.alloc(0), outcome: `PSP answered ${statusName(reMeasure.status)}` });
-    const reActivate = d.raw(SevCommand.ACTIVATE, ActivateBuffer, { handle: victim.handle, asid: hv.platform.profile.maxSevAsid });
-    attempts.push({ capability: 'C9', action: 'ACTIVATE the guest on another ASID', obtained: Buffer.alloc(0), outcome: `PSP answered ${statusName(reActivate.status)}` });
+    const reMeasure = d.raw(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+      handle: victim.handle,
+      paddr: BigInt(frames[0] ?? 0),
+      length: PAGE_SIZE,
+    });
+    attempts.push({
+      capability: 'C9',
+      action: 'LAUNCH_UPDATE_DATA on the running guest',
+      obtained: Buffer.alloc(0),
+      outcome: `PSP answered ${statusName(reMeasure.status)}`,
+    });
+    const reActivate = d.raw(SevCommand.ACTIVATE, ActivateBuffer, {
+      handle: victim.handle,
+      asid: hv.platform.profile.maxSevAsid,
+    });
+    attempts.push({
+      capability: 'C9',
+      action: 'ACTIVATE the guest on another ASID',
+      obtained: Buffer.alloc(0),
+      outcome: `PSP answered ${statusName(reActivate.status)}`,
+    });
 
     if (accomplice !== undefined) {
       // C3: map the victim's frames into the attacker's own VM and let its software read them.
@@ -129,7 +179,12 @@ export class Adversary {
       this.remap(accomplice, gpa, victim.spaOf(i * PAGE_SIZE));
     }
     const read = hv.readGuestMemory(accomplice, base, window * PAGE_SIZE);
-    out.push({ capability: 'C3', action: "map the guest's frames into another VM's address space (host view)", obtained: read, outcome: 'ciphertext' });
+    out.push({
+      capability: 'C3',
+      action: "map the guest's frames into another VM's address space (host view)",
+      obtained: read,
+      outcome: 'ciphertext',
+    });
     for (const o of originals) this.remap(accomplice, o.gpa, o.spa);
     return out;
   }

@@ -37,7 +37,8 @@ export class FrameAllocator {
   allocateMany(count: number, contiguous = false): number[] {
     if (count > this.freeFrames) throw new OutOfMemoryError(count, this.freeFrames);
     if (!contiguous) return Array.from({ length: count }, () => this.allocate());
-    if (this.#next + count * PAGE_SIZE > this.limit) throw new OutOfMemoryError(count, Math.floor((this.limit - this.#next) / PAGE_SIZE));
+    if (this.#next + count * PAGE_SIZE > this.limit)
+      throw new OutOfMemoryError(count, Math.floor((this.limit - this.#next) / PAGE_SIZE));
     const base = this.#next;
     this.#next += count * PAGE_SIZE;
     return Array.from({ length: count }, (_, i) => base + i * PAGE_SIZE);

@@ -106,14 +106,24 @@ export class Hypervisor {
   constructor(readonly platform: Platform) {
     this.soc = platform.soc;
     this.frames = new FrameAllocator(HOST_RESERVED_BYTES, this.soc.dram.sizeBytes);
-    this.driver = new PspDriver(platform.psp, this.soc.hostMemory, this.soc.paging, this.frames.allocate(), this.frames.allocate());
+    this.driver = new PspDriver(
+      platform.psp,
+      this.soc.hostMemory,
+      this.soc.paging,
+      this.frames.allocate(),
+      this.frames.allocate(),
+    );
   }
 
   /** Platform bring-up as Linux does it: INIT (with SEV-ES and a TMR when supported), then WBINVD + DF_FLUSH. */
   initPlatform(): void {
     const es = this.platform.profile.sevEs;
     const tmr = es ? this.frames.allocateAligned(TMR_SIZE, TMR_SIZE) : 0;
-    this.driver.call(SevCommand.INIT, InitBuffer, { flags: es ? INIT_FLAG_ES : 0, tmrPaddr: BigInt(tmr), tmrLength: es ? TMR_SIZE : 0 });
+    this.driver.call(SevCommand.INIT, InitBuffer, {
+      flags: es ? INIT_FLAG_ES : 0,
+      tmrPaddr: BigInt(tmr),
+      tmrLength: es ? TMR_SIZE : 0,
+    });
     this.soc.hostMemory.wbinvd();
     this.driver.callSimple(SevCommand.DF_FLUSH);
   }
@@ -140,7 +150,8 @@ export class Hypervisor {
   createVm(config: VmConfig): Vm {
     const sev = config.sev ?? true;
     const policy = config.policy ?? encodeSevPolicy({ noDebug: true, noKeySharing: true });
-    if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes <= 0) throw new RangeError('guest memory must be a positive multiple of 4 KiB');
+    if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes <= 0)
+      throw new RangeError('guest memory must be a positive multiple of 4 KiB');
     const asid = config.asid ?? (sev ? this.allocateAsid() : 1);
     this.#usedAsids.add(asid);
     this.#reclaimable.delete(asid);
@@ -163,7 +174,11 @@ export class Hypervisor {
     // Load the image as plaintext through the host's (unencrypted) mapping of guest memory.
     const image = config.software.code;
     for (let off = 0; off < image.length; off += PAGE_SIZE) {
-      mem.write(vm.spaOf(config.software.codeBase + off), image.subarray(off, Math.min(off + PAGE_SIZE, image.length)), false);
+      mem.write(
+        vm.spaOf(config.software.codeBase + off),
+        image.subarray(off, Math.min(off + PAGE_SIZE, image.length)),
+        false,
+      );
     }
     if (sev) this.#launch(vm, config.software, policy);
 
@@ -171,10 +186,19 @@ export class Hypervisor {
     mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
     mem.write(
       vmcb,
-      VmcbControl.encode({ asid, nestedControl: NESTED_CTL_NP_ENABLE | (sev ? NESTED_CTL_SEV_ENABLE : 0n), nestedCr3: BigInt(npt.nestedCr3), tlbControl: TLB_CONTROL_FLUSH_ASID }),
+      VmcbControl.encode({
+        asid,
+        nestedControl: NESTED_CTL_NP_ENABLE | (sev ? NESTED_CTL_SEV_ENABLE : 0n),
+        nestedCr3: BigInt(npt.nestedCr3),
+        tlbControl: TLB_CONTROL_FLUSH_ASID,
+      }),
       true,
     );
-    mem.write(vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode({ rip: BigInt(config.software.codeBase), cr0: CR0_PE, efer: EFER_SVME }), true);
+    mem.write(
+      vmcb + VMCB_SAVE_AREA_OFFSET,
+      SaveArea.encode({ rip: BigInt(config.software.codeBase), cr0: CR0_PE, efer: EFER_SVME }),
+      true,
+    );
     this.soc.attachGuestSoftware(this.soc.paging.withCBit(vmcb), config.software);
     return vm;
   }
@@ -189,9 +213,17 @@ export class Hypervisor {
       const length = Math.min(PAGE_SIZE, software.code.length - off);
       // The PSP re-encrypts in place with C=1; drop any C=0 lines first (Linux sev_clflush_pages).
       this.soc.hostMemory.clflushRange(spa, length);
-      d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, { handle: vm.handle, paddr: BigInt(spa), length });
+      d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+        handle: vm.handle,
+        paddr: BigInt(spa),
+        length,
+      });
     }
-    d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, { handle: vm.handle, paddr: BigInt(this.soc.paging.withCBit(d.dataPage)), length: LaunchMeasurement.size });
+    d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, {
+      handle: vm.handle,
+      paddr: BigInt(this.soc.paging.withCBit(d.dataPage)),
+      length: LaunchMeasurement.size,
+    });
     const m = LaunchMeasurement.decode(this.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true));
     vm.measurement = m.measurement;
     vm.mnonce = m.mnonce;
@@ -207,7 +239,10 @@ export class Hypervisor {
     const vmcbAddress = this.soc.paging.withCBit(vm.vmcb);
     vm.status = 'running';
     for (let i = 0; i < (options.maxExits ?? 10_000); i++) {
-      const exit = this.soc.vmrun(vmcbAddress, options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {});
+      const exit = this.soc.vmrun(
+        vmcbAddress,
+        options.maxInstructions !== undefined ? { maxInstructions: options.maxInstructions } : {},
+      );
       exits.push(exit);
       vm.exits.push(exit);
       if (exit.code === SvmExit.VMMCALL) {
@@ -229,7 +264,8 @@ export class Hypervisor {
     switch (save.rax) {
       case HC_SEVSIM_BOOTED:
         vm.sharedRegion = { gpa: Number(save.rbx), bytes: Number(save.rcx) };
-        for (let g = 0; g < Number(save.rcx); g += PAGE_SIZE) vm.pageStates.set(Math.floor((Number(save.rbx) + g) / PAGE_SIZE), 'shared');
+        for (let g = 0; g < Number(save.rcx); g += PAGE_SIZE)
+          vm.pageStates.set(Math.floor((Number(save.rbx) + g) / PAGE_SIZE), 'shared');
         break;
       case HC_SEVSIM_PRINT: {
         const len = Math.min(Number(save.rcx), 4096);
@@ -238,7 +274,8 @@ export class Hypervisor {
       }
       case HC_MAP_GPA_RANGE: {
         const state: GuestPageState = (save.rdx & MAP_GPA_RANGE_ENCRYPTED) !== 0n ? 'private' : 'shared';
-        for (let p = 0; p < Number(save.rcx); p++) vm.pageStates.set(Math.floor(Number(save.rbx) / PAGE_SIZE) + p, state);
+        for (let p = 0; p < Number(save.rcx); p++)
+          vm.pageStates.set(Math.floor(Number(save.rbx) / PAGE_SIZE) + p, state);
         break;
       }
       default:
@@ -269,7 +306,7 @@ export class Hypervisor {
   /** Reads guest memory the way the host can: NPT lookup, then its own mapping (C=1 uses the SME key). */
   readGuestMemory(vm: Vm, gpa: number, length: number, encryptedMapping = false): Buffer {
     const out = Buffer.alloc(length);
-    for (let done = 0; done < length; ) {
+    for (let done = 0; done < length;) {
       const at = gpa + done;
       const take = Math.min(PAGE_SIZE - (at % PAGE_SIZE), length - done);
       const m = vm.npt.lookup(at);
@@ -281,7 +318,7 @@ export class Hypervisor {
   }
 
   writeGuestMemory(vm: Vm, gpa: number, data: Uint8Array): void {
-    for (let done = 0; done < data.length; ) {
+    for (let done = 0; done < data.length;) {
       const at = gpa + done;
       const take = Math.min(PAGE_SIZE - (at % PAGE_SIZE), data.length - done);
       const m = vm.npt.lookup(at);

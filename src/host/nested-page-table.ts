@@ -1,7 +1,14 @@
 // The hypervisor's nested page tables (GPA→SPA), 4-level, in host memory. The tables themselves are
 // SME-encrypted host pages (C-bit in nCR3 and in every non-leaf entry); the leaf C-bit decides how
 // the guest's SHARED (C=0) accesses reach DRAM: clear = plaintext, as DMA bounce buffers need.
-import { ENTRIES_PER_TABLE, PAGE_SIZE, PTE_SIZE, type HostMemoryView, type PagingFormat, tableIndices } from '../soc/index.js';
+import {
+  ENTRIES_PER_TABLE,
+  PAGE_SIZE,
+  PTE_SIZE,
+  type HostMemoryView,
+  type PagingFormat,
+  tableIndices,
+} from '../soc/index.js';
 import type { FrameAllocator } from './frame-allocator.js';
 
 export interface NestedMapping {
@@ -48,7 +55,11 @@ export class NestedPageTable {
       if (!e.present) {
         if (!create) return undefined;
         const next = this.#newTable();
-        this.memory.write(at, this.format.encode({ address: next, present: true, writable: true, user: true, encrypted: true }), true);
+        this.memory.write(
+          at,
+          this.format.encode({ address: next, present: true, writable: true, user: true, encrypted: true }),
+          true,
+        );
         table = next;
       } else {
         table = e.address;
@@ -61,7 +72,14 @@ export class NestedPageTable {
     const slot = this.#leafSlot(gpa, true) as number;
     this.memory.write(
       slot,
-      this.format.encode({ address: mapping.spa, present: true, writable: mapping.writable, user: true, noExecute: !mapping.executable, encrypted: mapping.hostEncrypted }),
+      this.format.encode({
+        address: mapping.spa,
+        present: true,
+        writable: mapping.writable,
+        user: true,
+        noExecute: !mapping.executable,
+        encrypted: mapping.hostEncrypted,
+      }),
       true,
     );
   }
@@ -76,7 +94,12 @@ export class NestedPageTable {
     if (slot === undefined) return undefined;
     const e = this.format.decode(this.memory.read(slot, PTE_SIZE, true));
     if (!e.present) return undefined;
-    return { spa: e.address + (gpa % PAGE_SIZE), writable: e.writable, executable: !e.noExecute, hostEncrypted: e.encrypted };
+    return {
+      spa: e.address + (gpa % PAGE_SIZE),
+      writable: e.writable,
+      executable: !e.noExecute,
+      hostEncrypted: e.encrypted,
+    };
   }
 
   static readonly ENTRIES = ENTRIES_PER_TABLE;

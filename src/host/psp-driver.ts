@@ -1,6 +1,13 @@
 // The host's PSP driver (like Linux drivers/crypto/ccp/sev-dev.c): writes a command buffer into a
 // host page, rings the mailbox, reads the buffer back, and turns a non-zero status into an error.
-import { type Decoded, type FieldSpecs, SevStatus, type StructLayout, commandName, statusName } from '../abi/index.js';
+import {
+  type Decoded,
+  type FieldSpecs,
+  SevStatus,
+  type StructLayout,
+  commandName,
+  statusName,
+} from '../abi/index.js';
 import type { Mailbox } from '../psp/index.js';
 import type { HostMemoryView, PagingFormat } from '../soc/index.js';
 
@@ -32,7 +39,11 @@ export class PspDriver {
   }
 
   /** Issues `command` with `fields` laid out by `layout`; returns status and the buffer as the PSP left it. */
-  raw<S extends FieldSpecs>(command: number, layout: StructLayout<S>, fields: Partial<Decoded<S>>): { status: number; out: Decoded<S> } {
+  raw<S extends FieldSpecs>(
+    command: number,
+    layout: StructLayout<S>,
+    fields: Partial<Decoded<S>>,
+  ): { status: number; out: Decoded<S> } {
     this.memory.write(this.commandPage, layout.encode(fields), true);
     // The PSP reads through the coherent fabric under the same (SME) key, so no flush is needed.
     const status = this.mailbox.issue(command, this.format.withCBit(this.commandPage));
@@ -40,7 +51,11 @@ export class PspDriver {
   }
 
   /** As `raw`, throwing PspCommandError unless the status is SUCCESS. */
-  call<S extends FieldSpecs>(command: number, layout: StructLayout<S>, fields: Partial<Decoded<S>>): Decoded<S> {
+  call<S extends FieldSpecs>(
+    command: number,
+    layout: StructLayout<S>,
+    fields: Partial<Decoded<S>>,
+  ): Decoded<S> {
     const { status, out } = this.raw(command, layout, fields);
     if (status !== SevStatus.SUCCESS) throw new PspCommandError(command, status);
     return out;

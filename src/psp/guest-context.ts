@@ -55,6 +55,12 @@ export class GuestContext {
   }
 
   toJSON(): object {
-    return { handle: this.handle, policy: this.policy, state: this.state, asid: this.asid, activation: this.activation };
+    return {
+      handle: this.handle,
+      policy: this.policy,
+      state: this.state,
+      asid: this.asid,
+      activation: this.activation,
+    };
   }
 }

@@ -27,6 +27,10 @@ export function createPlatform(opts: PlatformOptions = {}): Platform {
     ...(opts.cache !== undefined ? { cache: opts.cache } : {}),
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
   });
-  const psp = new Psp(pspCapabilities, { profile, paging: soc.paging, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) });
+  const psp = new Psp(pspCapabilities, {
+    profile,
+    paging: soc.paging,
+    ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+  });
   return { profile, soc, psp };
 }

@@ -27,7 +27,14 @@ import {
   decodeSevPolicy,
 } from '../abi/index.js';
 import { Drbg, MEMORY_KEY_MATERIAL_BYTES } from '../crypto/index.js';
-import { KEY_HOST, KEY_NONE, type KeyId, type PagingFormat, type ProductProfile, type PspCapabilities } from '../soc/index.js';
+import {
+  KEY_HOST,
+  KEY_NONE,
+  type KeyId,
+  type PagingFormat,
+  type ProductProfile,
+  type PspCapabilities,
+} from '../soc/index.js';
 import { AsidTable } from './asid-table.js';
 import { GuestContext } from './guest-context.js';
 
@@ -49,8 +56,10 @@ export interface Mailbox {
 }
 
 type Result = { status: SevStatusCode; output?: Buffer };
-const ok = (output?: Buffer): Result => (output === undefined ? { status: SevStatus.SUCCESS } : { status: SevStatus.SUCCESS, output });
-const fail = (status: SevStatusCode, output?: Buffer): Result => (output === undefined ? { status } : { status, output });
+const ok = (output?: Buffer): Result =>
+  output === undefined ? { status: SevStatus.SUCCESS } : { status: SevStatus.SUCCESS, output };
+const fail = (status: SevStatusCode, output?: Buffer): Result =>
+  output === undefined ? { status } : { status, output };
 
 export interface PspOptions {
   readonly profile: ProductProfile;
@@ -61,6 +70,8 @@ export interface PspOptions {
 export class Psp implements Mailbox {
   #platformState: PlatformStateCode = PlatformState.UNINIT;
   #configFlags = 0;
+  /** The SEV-ES Trusted Memory Region reserved at INIT (1 MiB), off limits to every command. */
+  #tmr: number | undefined;
   readonly #guests = new Map<number, GuestContext>();
   readonly #asids: AsidTable;
   readonly #keyRng: Drbg;
@@ -99,7 +110,7 @@ export class Psp implements Mailbox {
     const where = this.#paging.splitCBit(bufferAddress);
     const key = where.encrypted ? KEY_HOST : KEY_NONE;
     if (size > 0) {
-      if (!this.#inDram(where.address, size)) return SevStatus.INVALID_ADDRESS;
+      if (!this.#validRange(where.address, size)) return SevStatus.INVALID_ADDRESS;
       buffer = this.#caps.dma.read(where.address, size, key);
     }
     const result = this.#handle(command, buffer);
@@ -114,7 +125,7 @@ export class Psp implements Mailbox {
       case SevCommand.SHUTDOWN:
         return this.#shutdown();
       case SevCommand.PLATFORM_STATUS:
-        return this.#platformStatus(buf);
+        return this.#platformStatus();
       case SevCommand.DF_FLUSH:
         return this.#dfFlush();
       case SevCommand.LAUNCH_START:
@@ -142,11 +153,18 @@ export class Psp implements Mailbox {
     return Number.isSafeInteger(spa) && spa >= 0 && length >= 0 && spa + length <= this.#caps.dma.dramBytes;
   }
 
+  /** Inside DRAM and clear of the SEV-ES TMR, which only the firmware may touch (ASPFW validate_address_range). */
+  #validRange(spa: number, length: number): boolean {
+    if (!this.#inDram(spa, length)) return false;
+    const tmr = this.#tmr;
+    return tmr === undefined || spa + length <= tmr || spa >= tmr + TMR_SIZE;
+  }
+
   /** A u64 physical address from a command buffer: C-bit split off, range-checked. */
   #address(raw: bigint, length: number): { spa: number; key: KeyId } | undefined {
     if (raw >= 1n << 53n) return undefined;
     const { address, encrypted } = this.#paging.splitCBit(Number(raw));
-    if (!this.#inDram(address, length)) return undefined;
+    if (!this.#validRange(address, length)) return undefined;
     return { spa: address, key: encrypted ? KEY_HOST : KEY_NONE };
   }
 
@@ -159,14 +177,19 @@ export class Psp implements Mailbox {
   #init(buf: Buffer): Result {
     if (this.#platformState !== PlatformState.UNINIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = InitBuffer.decode(buf);
-    if ((cmd.flags & ~INIT_FLAG_ES) !== 0) return fail(SevStatus.INVALID_CONFIG);
+    if ((cmd.flags & ~INIT_FLAG_ES) !== 0 || cmd.reserved.some((b) => b !== 0))
+      return fail(SevStatus.INVALID_CONFIG);
+    let tmr: number | undefined;
     if ((cmd.flags & INIT_FLAG_ES) !== 0) {
       if (!this.#profile.sevEs) return fail(SevStatus.UNSUPPORTED);
-      const tmr = this.#paging.splitCBit(Number(cmd.tmrPaddr)).address;
-      if (tmr % TMR_SIZE !== 0) return fail(SevStatus.INVALID_ADDRESS);
+      // Alignment is checked on the full u64 before the length (ASPFW sev_es_reserve_trusted_region).
+      if (cmd.tmrPaddr % BigInt(TMR_SIZE) !== 0n) return fail(SevStatus.INVALID_ADDRESS);
       if (cmd.tmrLength !== TMR_SIZE) return fail(SevStatus.INVALID_LENGTH);
-      if (!this.#inDram(tmr, TMR_SIZE)) return fail(SevStatus.INVALID_ADDRESS);
+      const where = this.#address(cmd.tmrPaddr, TMR_SIZE);
+      if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
+      tmr = where.spa;
     }
+    this.#tmr = tmr;
     // Every ASID starts dirty: the host must WBINVD and DF_FLUSH before the first ACTIVATE.
     this.#asids.markAllDirty();
     this.#caps.dma.clearWbinvdDone();
@@ -180,14 +203,15 @@ export class Psp implements Mailbox {
     this.#guests.clear();
     this.#asids.releaseAll();
     this.#configFlags = 0;
+    this.#tmr = undefined;
     this.#platformState = PlatformState.UNINIT;
     return ok();
   }
 
-  #platformStatus(buf: Buffer): Result {
+  #platformStatus(): Result {
     const uninit = this.#platformState === PlatformState.UNINIT;
-    const out = Buffer.from(buf);
-    PlatformStatusBuffer.write(out, {
+    // Output only: the firmware fills a zeroed buffer (reserved byte 0x06 stays 0).
+    const out = PlatformStatusBuffer.encode({
       apiMajor: this.#profile.firmware.major,
       apiMinor: this.#profile.firmware.minor,
       state: this.#platformState,
@@ -220,7 +244,8 @@ export class Psp implements Mailbox {
     if (cmd.handle !== 0) {
       const other = this.#guest(cmd.handle);
       if (other === undefined) return fail(SevStatus.INVALID_GUEST);
-      if (other.policy !== cmd.policy || decodeSevPolicy(other.policy).noKeySharing) return fail(SevStatus.POLICY_FAILURE);
+      if (other.policy !== cmd.policy || decodeSevPolicy(other.policy).noKeySharing)
+        return fail(SevStatus.POLICY_FAILURE);
       vek = other.vekForSharing();
     } else {
       vek = this.#keyRng.generate(MEMORY_KEY_MATERIAL_BYTES);
@@ -372,10 +397,20 @@ export class Psp implements Mailbox {
   }
 
   /** A summary for display: guest handles, states and ASIDs (no keys exist here to show). */
-  describe(): { platformState: number; guests: { handle: number; state: number; asid: number; policy: number; activation: string }[]; dirtyAsids: number[] } {
+  describe(): {
+    platformState: number;
+    guests: { handle: number; state: number; asid: number; policy: number; activation: string }[];
+    dirtyAsids: number[];
+  } {
     return {
       platformState: this.#platformState,
-      guests: [...this.#guests.values()].map((g) => ({ handle: g.handle, state: g.state, asid: g.asid, policy: g.policy, activation: g.activation })),
+      guests: [...this.#guests.values()].map((g) => ({
+        handle: g.handle,
+        state: g.state,
+        asid: g.asid,
+        policy: g.policy,
+        activation: g.activation,
+      })),
       dirtyAsids: this.#asids.dirtyAsids().slice(0, 16),
     };
   }
@@ -384,4 +419,3 @@ export class Psp implements Mailbox {
     return '[Psp]';
   }
 }
-

@@ -3,7 +3,6 @@
 // console, the host's views, DRAM — and reports, for the same memory, what each of them sees.
 import {
   ActivateBuffer,
-
   HandleBuffer,
   LaunchStartBuffer,
   SevCommand,
@@ -106,7 +105,12 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     const hostPlain = soc.hostMemory.read(spa, secret.length, false);
     const hostSme = soc.hostMemory.read(spa, secret.length, true);
     const scan = soc.dram.scan(secret.subarray(0, 16));
-    const passed = seen.equals(secret) && !contains(dram, secret.subarray(0, 8)) && !contains(hostPlain, secret.subarray(0, 8)) && !contains(hostSme, secret.subarray(0, 8)) && scan.length === 0;
+    const passed =
+      seen.equals(secret) &&
+      !contains(dram, secret.subarray(0, 8)) &&
+      !contains(hostPlain, secret.subarray(0, 8)) &&
+      !contains(hostSme, secret.subarray(0, 8)) &&
+      scan.length === 0;
     checks.push({
       id: '7a',
       name: 'private memory is ciphertext to the host and in DRAM',
@@ -139,7 +143,11 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     adversary.remap(bob.vm, bVa, alice.vm.spaOf(aVa));
     const bobReads = exec(hv, bob, 'read-remapped', (k) => k.load(bVa, 64)).result ?? Buffer.alloc(0);
     adversary.remap(bob.vm, bVa, bobOriginal);
-    const passed = aVa === bVa && !aCt.equals(bCt) && !bobReads.equals(common) && !contains(bobReads, common.subarray(0, 8));
+    const passed =
+      aVa === bVa &&
+      !aCt.equals(bCt) &&
+      !bobReads.equals(common) &&
+      !contains(bobReads, common.subarray(0, 8));
     checks.push({
       id: '7b',
       name: 'two guests, same plaintext, same GPA: different ciphertext; the other guest reads garbage',
@@ -167,7 +175,11 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     const va = sharedRun.result ?? 0;
     const hostView = hv.readGuestMemory(alice.vm, va, message.length);
     const dram = adversary.readDram(alice.vm.spaOf(va), message.length);
-    const passed = sharedRun.status === 'done' && hostView.equals(message) && dram.equals(message) && alice.vm.pageStates.get(va / PAGE_SIZE) === 'shared';
+    const passed =
+      sharedRun.status === 'done' &&
+      hostView.equals(message) &&
+      dram.equals(message) &&
+      alice.vm.pageStates.get(va / PAGE_SIZE) === 'shared';
     checks.push({
       id: '7c',
       name: 'a shared page is plaintext to the host (the intended channel)',
@@ -183,11 +195,12 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
 
   // ---- 7g: relocating a ciphertext block ---------------------------------------------------
   {
-    const pages = exec(hv, alice, 'alloc', function* (k) {
-      const src = k.allocPages(2);
-      yield* k.store(src + PAGE_SIZE, Buffer.alloc(16));
-      return src;
-    }).result ?? 0;
+    const pages =
+      exec(hv, alice, 'alloc', function* (k) {
+        const src = k.allocPages(2);
+        yield* k.store(src + PAGE_SIZE, Buffer.alloc(16));
+        return src;
+      }).result ?? 0;
     const srcGpa = pages + 0x40;
     const dstGpa = pages + PAGE_SIZE + 0x40;
     const p1 = Buffer.from('known plaintext1');
@@ -204,7 +217,9 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     const delta2 = Buffer.from(r2.map((b, i) => b ^ (p2[i] as number)));
     const predicted = Buffer.from(p2.map((b, i) => b ^ (delta1[i] as number)));
     const xe = profile.cipherMode === 'zen1-xe';
-    const passed = xe ? r2.equals(predicted) && !r1.equals(p1) : !r1.equals(p1) && !r2.equals(p2) && !delta1.equals(delta2);
+    const passed = xe
+      ? r2.equals(predicted) && !r1.equals(p1)
+      : !r1.equals(p1) && !r2.equals(p2) && !delta1.equals(delta2);
     checks.push({
       id: '7g',
       name: xe
@@ -224,51 +239,77 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
 
   // ---- 7f: every host capability against alice ---------------------------------------------
   {
-    const mallory = hv.createVm({ name: 'mallory', memoryBytes: GUEST_RAM, software: new GuestKernel({ memoryBytes: GUEST_RAM, paging: soc.paging, version: 'mallory' }), sev: false, asid: profile.maxSevAsid });
+    const mallory = hv.createVm({
+      name: 'mallory',
+      memoryBytes: GUEST_RAM,
+      software: new GuestKernel({ memoryBytes: GUEST_RAM, paging: soc.paging, version: 'mallory' }),
+      sev: false,
+      asid: profile.maxSevAsid,
+    });
     hv.run(mallory);
     const attempts = adversary.tryEverything(alice.vm, mallory);
     const c5 = adversary.runUnderAsid(mallory, alice.vm.asid);
     const needles = [secret.subarray(0, 8), secret.subarray(20, 28), common.subarray(0, 8)];
     const leaks = attempts.filter((a) => needles.some((n) => contains(a.obtained, n)));
     // The guest still has its secret (INVD may have dropped nothing it needed: it was written back).
-    const still = exec(hv, alice, 'reread', (k) => k.load(secretRun.result?.va ?? 0, secret.length)).result ?? Buffer.alloc(0);
+    const still =
+      exec(hv, alice, 'reread', (k) => k.load(secretRun.result?.va ?? 0, secret.length)).result ??
+      Buffer.alloc(0);
     const passed = leaks.length === 0 && c5.code === 0x7f && still.equals(secret);
     const lines = attempts.map((a) => `${a.capability} ${a.action}: ${a.outcome}`);
-    lines.push(`C5 VMRUN mallory under alice's ASID ${alice.vm.asid}: ${c5.reason.split(' (fetched')[0] ?? ''}`);
+    lines.push(
+      `C5 VMRUN mallory under alice's ASID ${alice.vm.asid}: ${c5.reason.split(' (fetched')[0] ?? ''}`,
+    );
     checks.push({
       id: '7f',
       name: 'an attacker with every host capability obtains no guest plaintext',
       passed,
       detail: `${attempts.length + 1} attempts, ${leaks.length} leaked plaintext. ${lines.join('; ')}. Not covered here: CrossLine-style page-walk oracles and other known plain-SEV breaks (attack catalogue).`,
-      views: attempts.slice(0, 4).map((a) => ({ who: `${a.capability}`, hex: hex(a.obtained), note: a.action })),
+      views: attempts
+        .slice(0, 4)
+        .map((a) => ({ who: `${a.capability}`, hex: hex(a.obtained), note: a.action })),
     });
   }
 
   // ---- 7d: page tables in private memory ----------------------------------------------------
   {
-    const victimVa = exec(hv, alice, 'victim-page', function* (k) {
-      const va = k.allocPages(2);
-      yield* k.store(va, Buffer.from('page mapped by a private PTE'));
-      return va;
-    }).result ?? 0;
+    const victimVa =
+      exec(hv, alice, 'victim-page', function* (k) {
+        const va = k.allocPages(2);
+        yield* k.store(va, Buffer.from('page mapped by a private PTE'));
+        return va;
+      }).result ?? 0;
     const pteGpa = alice.kernel.pteAddress(victimVa);
     const pteSpa = alice.vm.spaOf(pteGpa);
     const guestPte = exec(hv, alice, 'read-own-pte', (k) => k.load(pteGpa, 8)).result ?? Buffer.alloc(8);
     const hostPteRaw = adversary.readDram(pteSpa, 8);
     const hostDecoded = soc.paging.decode(hostPteRaw);
     // The host forges a PTE redirecting the page to the shared region (where it could read it).
-    const forged = soc.paging.encode({ address: alice.kernel.sharedBase, present: true, writable: true, encrypted: false });
+    const forged = soc.paging.encode({
+      address: alice.kernel.sharedBase,
+      present: true,
+      writable: true,
+      encrypted: false,
+    });
     adversary.writeDram(pteSpa, forged);
     hv.requestTlbFlush(alice.vm);
     const probe = alice.kernel.exec('touch-victim', (k) => k.load(victimVa, 16));
     const r = hv.run(alice.vm);
     const faulted = probe.status === 'faulted' || r.last.code === 0x400;
-    const how = probe.status === 'faulted' ? `guest ${probe.fault?.message ?? ''}` : `#NPF exit to the host: ${r.last.reason}`;
+    const how =
+      probe.status === 'faulted'
+        ? `guest ${probe.fault?.message ?? ''}`
+        : `#NPF exit to the host: ${r.last.reason}`;
     const guestDecoded = soc.paging.decode(guestPte);
     checks.push({
       id: '7d',
       name: 'guest page tables are private: unreadable to the host, and a forged PTE makes the guest fault',
-      passed: faulted && guestDecoded.present && guestDecoded.encrypted && guestDecoded.address === victimVa && !hostPteRaw.equals(guestPte),
+      passed:
+        faulted &&
+        guestDecoded.present &&
+        guestDecoded.encrypted &&
+        guestDecoded.address === victimVa &&
+        !hostPteRaw.equals(guestPte),
       detail: `PTE for VA 0x${victimVa.toString(16)} lives at GPA 0x${pteGpa.toString(16)}; guest sees present, C=1, frame 0x${guestDecoded.address.toString(16)}; host decodes ${hostDecoded.present ? 'present' : 'not-present'} frame 0x${hostDecoded.address.toString(16)} (garbage). After the forgery: ${how}`,
       views: [
         { who: 'guest PTE', hex: guestPte.toString('hex') },
@@ -281,11 +322,12 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
   // ---- 7e: cache tagging and ASID reuse -----------------------------------------------------
   {
     const value = Buffer.from('dirty line, only in the cache!!!');
-    const va = exec(hv, bob, 'dirty-line', function* (k) {
-      const v = k.allocPages(1);
-      yield* k.store(v, value);
-      return v;
-    }).result ?? 0;
+    const va =
+      exec(hv, bob, 'dirty-line', function* (k) {
+        const v = k.allocPages(1);
+        yield* k.store(v, value);
+        return v;
+      }).result ?? 0;
     const spa = bob.vm.spaOf(va);
     const cachedForBob = soc.hostMemory.probe(spa, bob.vm.asid);
     const hostProbe = soc.hostMemory.probe(spa, KEY_HOST);
@@ -295,17 +337,26 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     const aliceOriginal = alice.vm.spaOf(GuestLayout.heapBase);
     const probeRun = (() => {
       adversary.remap(alice.vm, GuestLayout.heapBase, spa);
-      const got = exec(hv, alice, 'peek', (k) => k.load(GuestLayout.heapBase, value.length)).result ?? Buffer.alloc(0);
+      const got =
+        exec(hv, alice, 'peek', (k) => k.load(GuestLayout.heapBase, value.length)).result ?? Buffer.alloc(0);
       adversary.remap(alice.vm, GuestLayout.heapBase, aliceOriginal);
       return got;
     })();
-    const tagged = cachedForBob.present && cachedForBob.dirty && !hostSees.equals(value) && !hostSme.equals(value) && !probeRun.equals(value);
+    const tagged =
+      cachedForBob.present &&
+      cachedForBob.dirty &&
+      !hostSees.equals(value) &&
+      !hostSme.equals(value) &&
+      !probeRun.equals(value);
 
     // ASID reuse: bob goes away; his ASID is dirty until WBINVD + DF_FLUSH.
     const bobAsid = bob.vm.asid;
     hv.destroyVm(bob.vm);
     const d = hv.driver;
-    const carol = d.call(SevCommand.LAUNCH_START, LaunchStartBuffer, { handle: 0, policy: alice.vm.policy }).handle;
+    const carol = d.call(SevCommand.LAUNCH_START, LaunchStartBuffer, {
+      handle: 0,
+      policy: alice.vm.policy,
+    }).handle;
     const s1 = d.raw(SevCommand.ACTIVATE, ActivateBuffer, { handle: carol, asid: bobAsid }).status;
     const s2 = d.simple(SevCommand.DF_FLUSH);
     soc.hostMemory.wbinvd();
@@ -313,7 +364,11 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     const s4 = d.raw(SevCommand.ACTIVATE, ActivateBuffer, { handle: carol, asid: bobAsid }).status;
     d.raw(SevCommand.DEACTIVATE, HandleBuffer, { handle: carol });
     d.raw(SevCommand.DECOMMISSION, HandleBuffer, { handle: carol });
-    const reuseRule = s1 === SevStatus.DF_FLUSH_REQUIRED && s2 === SevStatus.WBINVD_REQUIRED && s3 === SevStatus.SUCCESS && s4 === SevStatus.SUCCESS;
+    const reuseRule =
+      s1 === SevStatus.DF_FLUSH_REQUIRED &&
+      s2 === SevStatus.WBINVD_REQUIRED &&
+      s3 === SevStatus.SUCCESS &&
+      s4 === SevStatus.SUCCESS;
     checks.push({
       id: '7e',
       name: 'cache lines are tagged by ASID; an ASID is reused only after WBINVD + DF_FLUSH',
@@ -334,7 +389,12 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
     productTitle: profile.title,
     cipherMode: profile.cipherMode,
     seed,
-    guests: [alice.vm, bob.vm].map((v) => ({ name: v.name, asid: v.asid, handle: v.handle, measurement: (v.measurement ?? Buffer.alloc(0)).toString('hex') })),
+    guests: [alice.vm, bob.vm].map((v) => ({
+      name: v.name,
+      asid: v.asid,
+      handle: v.handle,
+      measurement: (v.measurement ?? Buffer.alloc(0)).toString('hex'),
+    })),
     keySlots: keySlotTable(hv, [alice.vm, bob.vm]),
     checks,
   };
@@ -346,14 +406,24 @@ export function keySlotTable(hv: Hypervisor, vms: readonly Vm[]): KeySlotRow[] {
   const psp = hv.platform.psp.describe();
   const rows: KeySlotRow[] = [];
   const host = soc.keySlot(KEY_HOST);
-  rows.push({ asid: 0, owner: 'host (SME key)', pspState: '-', slotProgrammed: host.programmed, slotGeneration: host.generation, cachedLines: soc.cachedLines(KEY_HOST) });
+  rows.push({
+    asid: 0,
+    owner: 'host (SME key)',
+    pspState: '-',
+    slotProgrammed: host.programmed,
+    slotGeneration: host.generation,
+    cachedLines: soc.cachedLines(KEY_HOST),
+  });
   for (const vm of vms) {
     const slot = soc.keySlot(vm.asid);
     const g = psp.guests.find((x) => x.handle === vm.handle && x.asid === vm.asid);
     rows.push({
       asid: vm.asid,
       owner: `${vm.name} (handle ${vm.handle})`,
-      pspState: g === undefined ? `unbound${psp.dirtyAsids.includes(vm.asid) ? ', dirty' : ''}` : `${guestStateName(g.state)}, ${g.activation}`,
+      pspState:
+        g === undefined
+          ? `unbound${psp.dirtyAsids.includes(vm.asid) ? ', dirty' : ''}`
+          : `${guestStateName(g.state)}, ${g.activation}`,
       slotProgrammed: slot.programmed,
       slotGeneration: slot.generation,
       cachedLines: soc.cachedLines(vm.asid),
@@ -361,4 +431,3 @@ export function keySlotTable(hv: Hypervisor, vms: readonly Vm[]): KeySlotRow[] {
   }
   return rows;
 }
-

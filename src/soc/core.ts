@@ -16,7 +16,15 @@ import type { Cache } from './cache.js';
 import { KEY_HOST, KEY_NONE, KeySlotEmptyError, type MemoryController } from './memory-controller.js';
 import type { Mmu, TranslationFault } from './mmu.js';
 import type { PagingFormat } from './paging.js';
-import { GuestException, INSTRUCTION_BYTES, type GuestSoftware, type GuestThread, type Instruction, type InstructionResult, type Registers } from './isa.js';
+import {
+  GuestException,
+  INSTRUCTION_BYTES,
+  type GuestSoftware,
+  type GuestThread,
+  type Instruction,
+  type InstructionResult,
+  type Registers,
+} from './isa.js';
 
 /** Exit code for a VMRUN whose VMCB is invalid (APM: VMEXIT_INVALID = -1). */
 export const VMEXIT_INVALID = -1;
@@ -66,10 +74,20 @@ export class Core {
 
   /** Binds guest software to the vCPU whose VMCB is at `vmcbAddress` (what its firmware image boots). */
   attachSoftware(vmcbAddress: number, software: GuestSoftware): void {
-    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, { software, thread: undefined, pending: undefined, inHypercall: false, resume: undefined, dead: undefined });
+    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, {
+      software,
+      thread: undefined,
+      pending: undefined,
+      inHypercall: false,
+      resume: undefined,
+      dead: undefined,
+    });
   }
 
-  #vmcbRead(vmcb: { address: number; encrypted: boolean }): { control: ReturnType<typeof VmcbControl.decode>; save: ReturnType<typeof SaveArea.decode> } {
+  #vmcbRead(vmcb: { address: number; encrypted: boolean }): {
+    control: ReturnType<typeof VmcbControl.decode>;
+    save: ReturnType<typeof SaveArea.decode>;
+  } {
     const key = vmcb.encrypted ? KEY_HOST : KEY_NONE;
     const control = VmcbControl.decode(this.cache.read(vmcb.address, VmcbControl.size, key));
     const save = SaveArea.decode(this.cache.read(vmcb.address + VMCB_SAVE_AREA_OFFSET, SaveArea.size, key));
@@ -84,13 +102,18 @@ export class Core {
     const asid = control.asid;
     const nestedCtl = control.nestedControl;
     const invalid = (reason: string): VmExit => {
-      this.cache.write(vmcb.address, VmcbControl.encode({ ...control, exitCode: BigInt.asUintN(64, -1n), exitInfo1: 0n, exitInfo2: 0n }), key);
+      this.cache.write(
+        vmcb.address,
+        VmcbControl.encode({ ...control, exitCode: BigInt.asUintN(64, -1n), exitInfo1: 0n, exitInfo2: 0n }),
+        key,
+      );
       return { code: VMEXIT_INVALID, exitInfo1: 0, exitInfo2: 0, instructions: 0, reason };
     };
     if (asid === 0) return invalid('VMCB ASID 0 is the host');
     if ((nestedCtl & NESTED_CTL_NP_ENABLE) === 0n) return invalid('the model requires nested paging');
     const sev = (nestedCtl & NESTED_CTL_SEV_ENABLE) !== 0n;
-    if (sev && !this.mc.slotInfo(asid).programmed) return invalid(`SEV guest ASID ${asid} has no key installed`);
+    if (sev && !this.mc.slotInfo(asid).programmed)
+      return invalid(`SEV guest ASID ${asid} has no key installed`);
     const vcpu = this.#vcpus.get(vmcb.address);
     if (vcpu === undefined) return invalid('no guest software attached to this VMCB');
 
@@ -115,7 +138,13 @@ export class Core {
     const budget = options.maxInstructions ?? DEFAULT_BUDGET;
     let retired = 0;
     let exit: VmExit | undefined;
-    const exitWith = (code: number, info1: number, info2: number, reason: string): VmExit => ({ code, exitInfo1: info1, exitInfo2: info2, instructions: retired, reason });
+    const exitWith = (code: number, info1: number, info2: number, reason: string): VmExit => ({
+      code,
+      exitInfo1: info1,
+      exitInfo2: info2,
+      instructions: retired,
+      reason,
+    });
 
     if (vcpu.dead !== undefined) exit = exitWith(SvmExit.SHUTDOWN, 0, 0, vcpu.dead);
     while (exit === undefined) {
@@ -138,7 +167,11 @@ export class Core {
       }
       const fetched = this.cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key);
       if (!fetched.equals(code.subarray(codeOffset, codeOffset + INSTRUCTION_BYTES))) {
-        exit = this.#kill(vcpu, exitWith, `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched.toString('hex')})`);
+        exit = this.#kill(
+          vcpu,
+          exitWith,
+          `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched.toString('hex')})`,
+        );
         break;
       }
       // 2. The next instruction of the thread (or the one to restart).
@@ -149,7 +182,11 @@ export class Core {
         try {
           step = vcpu.thread.next(vcpu.resume);
         } catch (err) {
-          exit = this.#kill(vcpu, exitWith, `guest crashed: ${err instanceof Error ? err.message : String(err)}`);
+          exit = this.#kill(
+            vcpu,
+            exitWith,
+            `guest crashed: ${err instanceof Error ? err.message : String(err)}`,
+          );
           break;
         }
         vcpu.resume = undefined;
@@ -181,47 +218,87 @@ export class Core {
     // #VMEXIT: state back to the VMCB, where plain SEV leaves it readable by the host.
     this.cache.write(
       vmcb.address,
-      VmcbControl.encode({ ...control, tlbControl: 0, exitCode: BigInt.asUintN(64, BigInt(exit.code)), exitInfo1: BigInt(exit.exitInfo1), exitInfo2: BigInt(exit.exitInfo2) }),
+      VmcbControl.encode({
+        ...control,
+        tlbControl: 0,
+        exitCode: BigInt.asUintN(64, BigInt(exit.code)),
+        exitInfo1: BigInt(exit.exitInfo1),
+        exitInfo2: BigInt(exit.exitInfo2),
+      }),
       key,
     );
     this.cache.write(
       vmcb.address + VMCB_SAVE_AREA_OFFSET,
-      SaveArea.encode({ ...save, rip: BigInt(st.rip), cr0: st.cr0, cr3: BigInt(st.cr3), cr2: st.cr2, rax: regs.rax, rbx: regs.rbx, rcx: regs.rcx, rdx: regs.rdx }),
+      SaveArea.encode({
+        ...save,
+        rip: BigInt(st.rip),
+        cr0: st.cr0,
+        cr3: BigInt(st.cr3),
+        cr2: st.cr2,
+        rax: regs.rax,
+        rbx: regs.rbx,
+        rcx: regs.rcx,
+        rdx: regs.rdx,
+      }),
       key,
     );
     return exit;
   }
 
-  #kill(vcpu: VcpuRuntime, exitWith: (c: number, i1: number, i2: number, r: string) => VmExit, reason: string): VmExit {
+  #kill(
+    vcpu: VcpuRuntime,
+    exitWith: (c: number, i1: number, i2: number, r: string) => VmExit,
+    reason: string,
+  ): VmExit {
     vcpu.dead = reason;
     return exitWith(SvmExit.SHUTDOWN, 0, 0, reason);
   }
 
   /** #NPF exits to the host; a #PF is thrown into the guest thread (its handler) and may kill it. */
-  #fault(vcpu: VcpuRuntime, fault: TranslationFault, exitWith: (c: number, i1: number, i2: number, r: string) => VmExit): VmExit | undefined {
+  #fault(
+    vcpu: VcpuRuntime,
+    fault: TranslationFault,
+    exitWith: (c: number, i1: number, i2: number, r: string) => VmExit,
+  ): VmExit | undefined {
     if (fault.kind === '#NPF') return exitWith(SvmExit.NPF, fault.exitInfo1, fault.gpa, fault.reason);
     const thread = vcpu.thread;
-    if (thread === undefined) return this.#kill(vcpu, exitWith, `${fault.kind} before the guest started: ${fault.reason}`);
+    if (thread === undefined)
+      return this.#kill(vcpu, exitWith, `${fault.kind} before the guest started: ${fault.reason}`);
     try {
       const step = thread.throw(new GuestException('#PF', fault.va, fault.errorCode, fault.reason));
       if (step.done === true) return this.#kill(vcpu, exitWith, 'guest thread ended');
       vcpu.pending = step.value;
       return undefined;
     } catch (err) {
-      return this.#kill(vcpu, exitWith, `triple fault: unhandled ${err instanceof Error ? err.message : String(err)}`);
+      return this.#kill(
+        vcpu,
+        exitWith,
+        `triple fault: unhandled ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 
   #execute(
     insn: Instruction,
-    st: { asid: number; sev: boolean; pagingEnabled: boolean; cr3: number; cr0: bigint; cr2: bigint; nestedCr3: number },
+    st: {
+      asid: number;
+      sev: boolean;
+      pagingEnabled: boolean;
+      cr3: number;
+      cr0: bigint;
+      cr2: bigint;
+      nestedCr3: number;
+    },
     regs: Registers,
     vcpu: VcpuRuntime,
-  ): { kind: 'ok'; value: InstructionResult } | { kind: 'fault'; fault: TranslationFault } | { kind: 'exit'; code: number; reason: string } {
+  ):
+    | { kind: 'ok'; value: InstructionResult }
+    | { kind: 'fault'; fault: TranslationFault }
+    | { kind: 'exit'; code: number; reason: string } {
     switch (insn.op) {
       case 'load': {
         const out = Buffer.allocUnsafe(insn.length);
-        for (let done = 0; done < insn.length; ) {
+        for (let done = 0; done < insn.length;) {
           const va = insn.va + done;
           const t = this.mmu.translate(st, va, 'read');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
@@ -234,7 +311,7 @@ export class Core {
       case 'store': {
         // Translate every page first so a faulting store writes nothing.
         const parts: { spa: number; key: number; from: number; to: number }[] = [];
-        for (let done = 0; done < insn.data.length; ) {
+        for (let done = 0; done < insn.data.length;) {
           const va = insn.va + done;
           const t = this.mmu.translate(st, va, 'write');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
@@ -269,7 +346,11 @@ export class Core {
       case 'vmmcall':
         Object.assign(regs, insn.registers);
         vcpu.inHypercall = true;
-        return { kind: 'exit', code: SvmExit.VMMCALL, reason: `hypercall rax=0x${insn.registers.rax.toString(16)}` };
+        return {
+          kind: 'exit',
+          code: SvmExit.VMMCALL,
+          reason: `hypercall rax=0x${insn.registers.rax.toString(16)}`,
+        };
       case 'hlt':
         return { kind: 'exit', code: SvmExit.HLT, reason: 'guest halted' };
     }

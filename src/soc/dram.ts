@@ -9,7 +9,9 @@ export class PhysicalAddressError extends Error {
     readonly length: number,
     readonly installedBytes: number,
   ) {
-    super(`physical access 0x${spa.toString(16)}+${length} outside installed DRAM (0x${installedBytes.toString(16)} bytes)`);
+    super(
+      `physical access 0x${spa.toString(16)}+${length} outside installed DRAM (0x${installedBytes.toString(16)} bytes)`,
+    );
     this.name = 'PhysicalAddressError';
   }
 }
@@ -19,7 +21,8 @@ export class Dram {
   readonly #pages = new Map<number, Buffer>();
 
   constructor(readonly sizeBytes: number) {
-    if (sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0) throw new RangeError('DRAM size must be a positive multiple of 4 KiB');
+    if (sizeBytes <= 0 || sizeBytes % PAGE_SIZE !== 0)
+      throw new RangeError('DRAM size must be a positive multiple of 4 KiB');
   }
 
   #check(spa: number, length: number): void {
@@ -79,7 +82,8 @@ export class Dram {
    * of zeros only is refused: every never-written byte would match it.
    */
   scan(needle: Uint8Array): number[] {
-    if (needle.length === 0 || needle.length > PAGE_SIZE) throw new RangeError('needle must be 1..4096 bytes');
+    if (needle.length === 0 || needle.length > PAGE_SIZE)
+      throw new RangeError('needle must be 1..4096 bytes');
     if (needle.every((b) => b === 0)) throw new RangeError('an all-zero needle matches all unwritten memory');
     const hits = new Set<number>();
     const needleBuf = Buffer.from(needle);
@@ -90,9 +94,15 @@ export class Dram {
       const prev = this.#pages.get(n - 1);
       const next = this.#pages.get(n + 1);
       const head = n === 0 ? Buffer.alloc(0) : prev === undefined ? zeros : prev.subarray(PAGE_SIZE - margin);
-      const tail = base + PAGE_SIZE >= this.sizeBytes ? Buffer.alloc(0) : next === undefined ? zeros : next.subarray(0, margin);
+      const tail =
+        base + PAGE_SIZE >= this.sizeBytes
+          ? Buffer.alloc(0)
+          : next === undefined
+            ? zeros
+            : next.subarray(0, margin);
       const window = Buffer.concat([head, this.#pages.get(n) as Buffer, tail]);
-      for (let i = window.indexOf(needleBuf); i !== -1; i = window.indexOf(needleBuf, i + 1)) hits.add(base - head.length + i);
+      for (let i = window.indexOf(needleBuf); i !== -1; i = window.indexOf(needleBuf, i + 1))
+        hits.add(base - head.length + i);
     }
     return [...hits].sort((a, b) => a - b);
   }

@@ -1,7 +1,14 @@
 // The memory controller (UMC): encrypts on write-back, decrypts on fill, with the key the access
 // selects. Its key slots are programmable only through the KeySlotProgrammer capability, which
 // the machine hands to the PSP alone when it is assembled (ARCHITECTURE.md, "secret-holding rule").
-import { BLOCK_SIZE, type CipherMode, type MemoryCipher, XeTweakFunction, createMemoryCipher, type Drbg } from '../crypto/index.js';
+import {
+  BLOCK_SIZE,
+  type CipherMode,
+  type MemoryCipher,
+  XeTweakFunction,
+  createMemoryCipher,
+  type Drbg,
+} from '../crypto/index.js';
 import type { Dram } from './dram.js';
 
 export const LINE_SIZE = 64;
@@ -76,8 +83,10 @@ export class MemoryController {
 
   /** @internal Used only by KeySlotProgrammer. */
   static program(mc: MemoryController, keyId: KeyId, keyMaterial: Buffer | undefined): void {
-    if (!Number.isInteger(keyId) || keyId < 0 || keyId > mc.maxAsid) throw new RangeError(`no key slot ${keyId}`);
-    mc.#slots[keyId] = keyMaterial === undefined ? undefined : createMemoryCipher(mc.cipherMode, keyMaterial, mc.#xeTweak);
+    if (!Number.isInteger(keyId) || keyId < 0 || keyId > mc.maxAsid)
+      throw new RangeError(`no key slot ${keyId}`);
+    mc.#slots[keyId] =
+      keyMaterial === undefined ? undefined : createMemoryCipher(mc.cipherMode, keyMaterial, mc.#xeTweak);
     mc.#generations[keyId] = (mc.#generations[keyId] ?? 0) + 1;
   }
 

@@ -114,14 +114,28 @@ export class Mmu {
       entry = walked.entry;
     }
     if (access === 'fetch') {
-      if (!entry.executable) return { kind: '#PF', va, errorCode: PF_PRESENT | PF_FETCH, reason: 'instruction fetch from a no-execute page' };
+      if (!entry.executable)
+        return {
+          kind: '#PF',
+          va,
+          errorCode: PF_PRESENT | PF_FETCH,
+          reason: 'instruction fetch from a no-execute page',
+        };
       // Instruction fetches are always private in an SEV guest (sev-reference §1.2).
-      return { kind: 'ok', spa: entry.spaPage * PAGE_SIZE + offset, key: state.sev ? state.asid : entry.dataKey };
+      return {
+        kind: 'ok',
+        spa: entry.spaPage * PAGE_SIZE + offset,
+        key: state.sev ? state.asid : entry.dataKey,
+      };
     }
     return { kind: 'ok', spa: entry.spaPage * PAGE_SIZE + offset, key: entry.dataKey };
   }
 
-  #walk(state: GuestPagingState, va: number, access: AccessKind): { kind: 'entry'; entry: TlbEntry } | TranslationFault {
+  #walk(
+    state: GuestPagingState,
+    va: number,
+    access: AccessKind,
+  ): { kind: 'entry'; entry: TlbEntry } | TranslationFault {
     this.stats.walks++;
     const privateKey = state.sev ? state.asid : KEY_NONE;
     let gpa: number;
@@ -144,9 +158,15 @@ export class Mmu {
         const raw = this.cache.read(nested.spa, PTE_SIZE, privateKey);
         const e = this.format.decode(raw);
         const code = (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
-        if (!e.present) return { kind: '#PF', va, errorCode: code, reason: `level-${4 - level} entry not present` };
+        if (!e.present)
+          return { kind: '#PF', va, errorCode: code, reason: `level-${4 - level} entry not present` };
         if (e.reservedBitsSet || (e.largePage && level < 3)) {
-          return { kind: '#PF', va, errorCode: code | PF_PRESENT | PF_RSVD, reason: `level-${4 - level} entry has reserved bits set` };
+          return {
+            kind: '#PF',
+            va,
+            errorCode: code | PF_PRESENT | PF_RSVD,
+            reason: `level-${4 - level} entry has reserved bits set`,
+          };
         }
         writable &&= e.writable;
         executable &&= !e.noExecute;
@@ -164,10 +184,18 @@ export class Mmu {
     writable &&= final.writable;
     executable &&= final.executable;
     if (access === 'write' && !final.writable) {
-      return { kind: '#NPF', gpa, exitInfo1: NPF_FINAL_GPA | PF_PRESENT | PF_WRITE | PF_USER, reason: 'nested page is read-only' };
+      return {
+        kind: '#NPF',
+        gpa,
+        exitInfo1: NPF_FINAL_GPA | PF_PRESENT | PF_WRITE | PF_USER,
+        reason: 'nested page is read-only',
+      };
     }
     const dataKey = cBit ? privateKey : final.sharedKey;
-    return { kind: 'entry', entry: { spaPage: Math.floor(final.spa / PAGE_SIZE), dataKey, writable, executable } };
+    return {
+      kind: 'entry',
+      entry: { spaPage: Math.floor(final.spa / PAGE_SIZE), dataKey, writable, executable },
+    };
   }
 
   /** GPA→SPA through the host's nested tables (4-level, host memory, SME per each entry's C-bit). */
@@ -179,7 +207,8 @@ export class Mmu {
   ): { kind: 'ok'; spa: number; sharedKey: KeyId; writable: boolean; executable: boolean } | NestedPageFault {
     const where = tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA;
     const code = where | PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
-    if (gpa >= this.format.addressLimit) return { kind: '#NPF', gpa, exitInfo1: code | PF_RSVD, reason: 'GPA beyond MAXPHYADDR' };
+    if (gpa >= this.format.addressLimit)
+      return { kind: '#NPF', gpa, exitInfo1: code | PF_RSVD, reason: 'GPA beyond MAXPHYADDR' };
     let { address: table, encrypted } = this.format.splitCBit(state.nestedCr3);
     const idx = tableIndices(gpa);
     let writable = true;
@@ -188,9 +217,15 @@ export class Mmu {
       const entrySpa = Math.floor(table / PAGE_SIZE) * PAGE_SIZE + (idx[level] as number) * PTE_SIZE;
       const raw = this.cache.read(entrySpa, PTE_SIZE, encrypted ? KEY_HOST : KEY_NONE);
       const e = this.format.decode(raw);
-      if (!e.present) return { kind: '#NPF', gpa, exitInfo1: code, reason: `nested level-${4 - level} entry not present` };
+      if (!e.present)
+        return { kind: '#NPF', gpa, exitInfo1: code, reason: `nested level-${4 - level} entry not present` };
       if (e.reservedBitsSet || (e.largePage && level < 3)) {
-        return { kind: '#NPF', gpa, exitInfo1: code | PF_PRESENT | PF_RSVD, reason: `nested level-${4 - level} entry has reserved bits set` };
+        return {
+          kind: '#NPF',
+          gpa,
+          exitInfo1: code | PF_PRESENT | PF_RSVD,
+          reason: `nested level-${4 - level} entry has reserved bits set`,
+        };
       }
       writable &&= e.writable;
       executable &&= !e.noExecute;
@@ -198,7 +233,13 @@ export class Mmu {
       encrypted = e.encrypted;
     }
     const offset = gpa % PAGE_SIZE;
-    return { kind: 'ok', spa: table + offset, sharedKey: encrypted ? KEY_HOST : KEY_NONE, writable, executable };
+    return {
+      kind: 'ok',
+      spa: table + offset,
+      sharedKey: encrypted ? KEY_HOST : KEY_NONE,
+      writable,
+      executable,
+    };
   }
 
   toJSON(): string {

@@ -68,7 +68,11 @@ export class PagingFormat {
   }
 
   encode(e: Partial<PageTableEntry> & { address: number }): Buffer {
-    const lo = (e.address % TWO32 & 0xfffff000) | (e.present === false ? 0 : PTE_P) | (e.writable ? PTE_RW : 0) | (e.user ? PTE_US : 0);
+    const lo =
+      ((e.address % TWO32) & 0xfffff000) |
+      (e.present === false ? 0 : PTE_P) |
+      (e.writable ? PTE_RW : 0) |
+      (e.user ? PTE_US : 0);
     let hi = Math.floor(e.address / TWO32) & this.#addrHiMask;
     if (e.encrypted) hi |= this.#cBitHi;
     if (e.noExecute) hi |= 0x8000_0000;
@@ -98,5 +102,10 @@ export class PagingFormat {
 /** The four table indices of a virtual (or guest-physical) address, top level first. */
 export function tableIndices(address: number): [number, number, number, number] {
   const vpn = Math.floor(address / PAGE_SIZE);
-  return [Math.floor(vpn / 2 ** 27) % 512, Math.floor(vpn / 2 ** 18) % 512, Math.floor(vpn / 2 ** 9) % 512, vpn % 512];
+  return [
+    Math.floor(vpn / 2 ** 27) % 512,
+    Math.floor(vpn / 2 ** 18) % 512,
+    Math.floor(vpn / 2 ** 9) % 512,
+    vpn % 512,
+  ];
 }

@@ -132,7 +132,12 @@ export function productProfile(name: string): ProductProfile {
 }
 
 /** CPUID Fn8000_001F as the hardware reports it. */
-export function cpuidMemoryEncryptionLeaf(p: ProductProfile): { eax: number; ebx: number; ecx: number; edx: number } {
+export function cpuidMemoryEncryptionLeaf(p: ProductProfile): {
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+} {
   // EAX: bit0 SME, bit1 SEV, bit3 SEV-ES, bit4 SNP, bit5 VMPL (sev-reference §1.1).
   const eax = (1 | 2 | (p.sevEs ? 8 : 0) | (p.sevSnp ? 16 | 32 : 0)) >>> 0;
   const vmpls = p.sevSnp ? 4 : 0;
@@ -141,7 +146,12 @@ export function cpuidMemoryEncryptionLeaf(p: ProductProfile): { eax: number; ebx
 }
 
 /** Decodes Fn8000_001F back into the fields software uses. */
-export function decodeCpuidMemoryEncryptionLeaf(leaf: { eax: number; ebx: number; ecx: number; edx: number }): {
+export function decodeCpuidMemoryEncryptionLeaf(leaf: {
+  eax: number;
+  ebx: number;
+  ecx: number;
+  edx: number;
+}): {
   sme: boolean;
   sev: boolean;
   sevEs: boolean;

@@ -31,7 +31,8 @@ export class PspDmaPort {
     }
     const start = Math.floor(spa / BLOCK_SIZE) * BLOCK_SIZE;
     const end = Math.ceil((spa + data.length) / BLOCK_SIZE) * BLOCK_SIZE;
-    const buf = start === spa && end === spa + data.length ? Buffer.from(data) : this.mc.read(start, end - start, key);
+    const buf =
+      start === spa && end === spa + data.length ? Buffer.from(data) : this.mc.read(start, end - start, key);
     buf.set(data, spa - start);
     this.mc.write(start, buf, key);
   }

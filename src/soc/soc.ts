@@ -5,7 +5,14 @@ import { Cache, DEFAULT_CACHE_GEOMETRY, type CacheGeometry, type LineState } fro
 import { Core, type VmExit, type VmrunOptions } from './core.js';
 import { Dram } from './dram.js';
 import type { GuestSoftware } from './isa.js';
-import { KEY_HOST, KEY_NONE, KeySlotProgrammer, MemoryController, type KeyId, type KeySlotInfo } from './memory-controller.js';
+import {
+  KEY_HOST,
+  KEY_NONE,
+  KeySlotProgrammer,
+  MemoryController,
+  type KeyId,
+  type KeySlotInfo,
+} from './memory-controller.js';
 import { Mmu } from './mmu.js';
 import { PagingFormat } from './paging.js';
 import { type ProductProfile, cpuidMemoryEncryptionLeaf } from './products.js';
@@ -69,10 +76,19 @@ export class Soc {
   readonly #cache: Cache;
   readonly #mmu: Mmu;
 
-  private constructor(readonly profile: ProductProfile, opts: SocOptions) {
+  private constructor(
+    readonly profile: ProductProfile,
+    opts: SocOptions,
+  ) {
     this.dram = new Dram(opts.dramBytes ?? 1024 * 1024 * 1024);
     this.paging = new PagingFormat(profile);
-    this.#mc = new MemoryController(this.dram, profile.cipherMode, profile.maxSevAsid, profile.physAddrBits, Drbg.create(opts.seed, 'umc-tweak'));
+    this.#mc = new MemoryController(
+      this.dram,
+      profile.cipherMode,
+      profile.maxSevAsid,
+      profile.physAddrBits,
+      Drbg.create(opts.seed, 'umc-tweak'),
+    );
     this.#cache = new Cache(this.#mc, opts.cache ?? DEFAULT_CACHE_GEOMETRY);
     this.#mmu = new Mmu(this.#cache, this.paging);
     this.core = new Core(this.#cache, this.#mmu, this.#mc, this.paging);
@@ -85,7 +101,10 @@ export class Soc {
    */
   static assemble(opts: SocOptions): { soc: Soc; pspCapabilities: PspCapabilities } {
     const soc = new Soc(opts.profile, opts);
-    return { soc, pspCapabilities: { keySlots: new KeySlotProgrammer(soc.#mc), dma: new PspDmaPort(soc.#mc, soc.#cache) } };
+    return {
+      soc,
+      pspCapabilities: { keySlots: new KeySlotProgrammer(soc.#mc), dma: new PspDmaPort(soc.#mc, soc.#cache) },
+    };
   }
 
   /** CPUID Fn8000_001F. */
