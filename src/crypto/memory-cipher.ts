@@ -6,7 +6,7 @@
 // XEX with a 16-byte data unit and IV = le128(pa) is exactly IEEE 1619 XTS-AES-128, which the tests
 // use as an independent check.
 import { createCipheriv, createDecipheriv, type Cipher, type Decipher } from 'node:crypto';
-import { xorInto } from './xor.js';
+import { words64, xorInto, xorWords } from './xor.js';
 
 /** How the tweak enters the cipher: Zen 1's XE or Zen 2+'s XEX. */
 export type CipherMode = 'zen1-xe' | 'xex';
@@ -63,15 +63,35 @@ export function writeLe128Address(out: Buffer, offset: number, spa: number): voi
   out.writeUInt32LE(0, offset + 12);
 }
 
-/** Per-page tweak tables (256 tweaks × 16 bytes), oldest-inserted evicted first (FIFO). */
+/** A reusable, 8-byte aligned work area with a prebuilt word view (grown on demand). */
+class Scratch {
+  buf = Buffer.alloc(PAGE_SIZE);
+  words = words64(this.buf);
+  take(length: number): Buffer {
+    if (this.buf.length < length) {
+      this.buf = Buffer.alloc(length);
+      this.words = words64(this.buf);
+    }
+    return this.buf.subarray(0, length);
+  }
+}
+
+/** A tweak table for one page: 256 tweaks × 16 bytes, with its word view. */
+interface TweakPage {
+  readonly bytes: Buffer;
+  readonly words: BigInt64Array;
+}
+
+/** Per-page tweak tables, oldest-inserted evicted first (FIFO). */
 class TweakCache {
-  readonly #pages = new Map<number, Buffer>();
+  readonly #pages = new Map<number, TweakPage>();
   constructor(private readonly compute: (pageBase: number) => Buffer) {}
 
-  page(pageNumber: number): Buffer {
+  page(pageNumber: number): TweakPage {
     let t = this.#pages.get(pageNumber);
     if (t !== undefined) return t;
-    t = this.compute(pageNumber * PAGE_SIZE);
+    const bytes = Buffer.from(this.compute(pageNumber * PAGE_SIZE));
+    t = { bytes, words: words64(bytes) };
     if (this.#pages.size >= TWEAK_CACHE_PAGES) {
       const oldest = this.#pages.keys().next().value;
       if (oldest !== undefined) this.#pages.delete(oldest);
@@ -79,71 +99,129 @@ class TweakCache {
     this.#pages.set(pageNumber, t);
     return t;
   }
-
-  /** The tweaks for [spa, spa+length), as one contiguous buffer. */
-  range(spa: number, length: number): Buffer {
-    const first = Math.floor(spa / PAGE_SIZE);
-    const offset = spa - first * PAGE_SIZE;
-    if (offset + length <= PAGE_SIZE) return this.page(first).subarray(offset, offset + length);
-    const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    let page = first;
-    let inPage = offset;
-    while (done < length) {
-      const n = Math.min(PAGE_SIZE - inPage, length - done);
-      this.page(page).copy(out, done, inPage, inPage + n);
-      done += n;
-      page++;
-      inPage = 0;
-    }
-    return out;
-  }
 }
 
+/** Page-aligned runs at least this long take the bulk path: tweaks computed for the run, not cached. */
+const BULK_BYTES = 64 * 1024;
+
 /**
- * Zen 2+ XEX. Holds its two AES keys only inside OpenSSL cipher contexts: nothing in this object
- * can be read back as key bytes.
+ * The skeleton both constructions share: XOR a run with its tweaks (page by page from the cache, or
+ * all at once for bulk runs), AES-ECB it, and for XEX XOR again. Keys exist only inside the OpenSSL
+ * contexts: nothing in these objects can be read back as key bytes.
  */
-class XexCipher implements MemoryCipher {
-  readonly mode = 'xex' as const;
+abstract class TweakedCipher implements MemoryCipher {
+  abstract readonly mode: CipherMode;
+  /** XEX whitens the AES output with the tweak too; XE only the input. */
+  protected abstract readonly whitenOutput: boolean;
   readonly #enc: Cipher;
   readonly #dec: Decipher;
   readonly #tweaks: TweakCache;
+  readonly #work = new Scratch();
+  readonly #bulk = new Scratch();
 
-  constructor(dataKey: Uint8Array, tweakKey: Uint8Array) {
+  constructor(dataKey: Uint8Array) {
     this.#enc = ecbEncryptor(dataKey);
     this.#dec = ecbDecryptor(dataKey);
-    const tweakEnc = ecbEncryptor(tweakKey);
-    this.#tweaks = new TweakCache((pageBase) => {
-      const addrs = Buffer.allocUnsafe(PAGE_SIZE);
-      for (let i = 0; i < BLOCKS_PER_PAGE; i++)
-        writeLe128Address(addrs, i * BLOCK_SIZE, pageBase + i * BLOCK_SIZE);
-      return tweakEnc.update(addrs);
-    });
+    this.#tweaks = new TweakCache((base) => this.pageTweaks(base));
+  }
+
+  /** The 256 tweaks of the page at `pageBase`. */
+  protected abstract pageTweaks(pageBase: number): Buffer;
+  /** The tweaks of a page-aligned run, as words (valid until the next call). */
+  protected abstract bulkTweaks(spa: number, length: number, scratch: Scratch): BigInt64Array;
+
+  /** words[0 .. length/8) ^= T(spa ..). */
+  #applyTweaks(spa: number, length: number, words: BigInt64Array): void {
+    if (length >= BULK_BYTES && spa % PAGE_SIZE === 0 && length % PAGE_SIZE === 0) {
+      xorWords(words, 0, this.bulkTweaks(spa, length, this.#bulk), 0, length >> 3);
+      return;
+    }
+    for (let done = 0; done < length;) {
+      const at = spa + done;
+      const page = Math.floor(at / PAGE_SIZE);
+      const inPage = at - page * PAGE_SIZE;
+      const take = Math.min(PAGE_SIZE - inPage, length - done);
+      xorWords(words, done >> 3, this.#tweaks.page(page).words, inPage >> 3, take >> 3);
+      done += take;
+    }
+  }
+
+  /** AES over `data` with the tweak applied before (`tweakIn`) and/or after (`tweakOut`). */
+  #run(spa: number, data: Uint8Array, aes: Cipher | Decipher, tweakIn: boolean, tweakOut: boolean): Buffer {
+    checkAlignment(spa, data.length);
+    const n = data.length;
+    let out: Buffer;
+    if (tweakIn) {
+      const x = this.#work.take(n);
+      x.set(data);
+      this.#applyTweaks(spa, n, this.#work.words);
+      out = aes.update(x);
+    } else {
+      out = aes.update(data);
+    }
+    if (tweakOut) {
+      if (out.byteOffset % 8 === 0) {
+        this.#applyTweaks(spa, n, words64(out));
+      } else {
+        const y = this.#work.take(n);
+        y.set(out);
+        this.#applyTweaks(spa, n, this.#work.words);
+        out.set(y);
+      }
+    }
+    return out;
   }
 
   encrypt(spa: number, data: Uint8Array): Buffer {
-    checkAlignment(spa, data.length);
-    const t = this.#tweaks.range(spa, data.length);
-    const x = Buffer.allocUnsafe(data.length);
-    xorInto(x, data, t);
-    const c = this.#enc.update(x);
-    xorInto(c, c, t);
-    return c;
+    return this.#run(spa, data, this.#enc, true, this.whitenOutput);
   }
 
   decrypt(spa: number, data: Uint8Array): Buffer {
-    checkAlignment(spa, data.length);
-    const t = this.#tweaks.range(spa, data.length);
-    const x = Buffer.allocUnsafe(data.length);
-    xorInto(x, data, t);
-    const p = this.#dec.update(x);
-    xorInto(p, p, t);
-    return p;
+    return this.#run(spa, data, this.#dec, this.whitenOutput, true);
   }
 
   toJSON(): string {
-    return '[MemoryCipher xex]';
+    return `[MemoryCipher ${this.mode}]`;
+  }
+}
+
+/** Zen 2+ XEX: T = E_K2(le128(spa)) per block; a second AES context holds the tweak key. */
+class XexCipher extends TweakedCipher {
+  readonly mode = 'xex' as const;
+  protected readonly whitenOutput = true;
+  readonly #tweakEnc: Cipher;
+  readonly #addrs = new Scratch();
+
+  constructor(dataKey: Uint8Array, tweakKey: Uint8Array) {
+    super(dataKey);
+    this.#tweakEnc = ecbEncryptor(tweakKey);
+  }
+
+  protected pageTweaks(pageBase: number): Buffer {
+    return this.#tweakEnc.update(this.#addresses(pageBase, PAGE_SIZE));
+  }
+
+  protected bulkTweaks(spa: number, length: number): BigInt64Array {
+    // A fresh update() output of this size is its own 8-aligned ArrayBuffer.
+    return words64(this.#tweakEnc.update(this.#addresses(spa, length)));
+  }
+
+  /** le128(spa + 16i) for every block of a page-aligned run. */
+  #addresses(spa: number, length: number): Buffer {
+    const buf = this.#addrs.take(length);
+    const u32 = new Uint32Array(buf.buffer, buf.byteOffset, length >> 2);
+    for (let page = 0; page < length; page += PAGE_SIZE) {
+      // A page base has its low 12 bits clear: le128(base + off) is base's words with `off` or-ed in.
+      const base = spa + page;
+      const lo = base % 0x1_0000_0000;
+      const hi = Math.floor(base / 0x1_0000_0000);
+      // Words 2 and 3 of each block stay zero: this scratch holds nothing but addresses.
+      for (let i = 0, w = page >> 2; i < BLOCKS_PER_PAGE; i++, w += 4) {
+        u32[w] = (lo | (i * BLOCK_SIZE)) >>> 0;
+        u32[w + 1] = hi;
+      }
+    }
+    return buf;
   }
 }
 
@@ -154,12 +232,14 @@ class XexCipher implements MemoryCipher {
 export class XeTweakFunction {
   readonly #constants: Buffer[];
   readonly #inPage: Buffer;
+  readonly #inPageWords: BigInt64Array;
 
   /** `constants[i]` is the 16-byte constant for address bit `i + 4`. */
   constructor(constants: Buffer[]) {
     this.#constants = constants.map((c) => Buffer.from(c));
     this.#inPage = Buffer.alloc(PAGE_SIZE);
     for (let i = 0; i < BLOCKS_PER_PAGE; i++) this.#accumulate(this.#inPage, i * BLOCK_SIZE, i * BLOCK_SIZE);
+    this.#inPageWords = words64(this.#inPage);
   }
 
   /** Number of address bits covered. */
@@ -171,14 +251,9 @@ export class XeTweakFunction {
   pageTable(pageBase: number): Buffer {
     const base = Buffer.alloc(BLOCK_SIZE);
     this.#accumulate(base, 0, pageBase);
-    const out = Buffer.allocUnsafe(PAGE_SIZE);
-    for (let i = 0; i < BLOCKS_PER_PAGE; i++) {
-      xorInto(
-        out.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE),
-        this.#inPage.subarray(i * BLOCK_SIZE, (i + 1) * BLOCK_SIZE),
-        base,
-      );
-    }
+    // Linear: T(base + off) = T(base) ⊕ T(off) for off < 4096.
+    const out = Buffer.alloc(PAGE_SIZE).fill(base);
+    xorWords(words64(out), 0, this.#inPageWords, 0, PAGE_SIZE >> 3);
     return out;
   }
 
@@ -203,36 +278,24 @@ export class XeTweakFunction {
 }
 
 /** Zen 1 XE: one AES key, the boot-time linear tweak. */
-class XeCipher implements MemoryCipher {
+class XeCipher extends TweakedCipher {
   readonly mode = 'zen1-xe' as const;
-  readonly #enc: Cipher;
-  readonly #dec: Decipher;
-  readonly #tweaks: TweakCache;
+  protected readonly whitenOutput = false;
+  readonly #tweak: XeTweakFunction;
 
   constructor(dataKey: Uint8Array, tweak: XeTweakFunction) {
-    this.#enc = ecbEncryptor(dataKey);
-    this.#dec = ecbDecryptor(dataKey);
-    this.#tweaks = new TweakCache((pageBase) => tweak.pageTable(pageBase));
+    super(dataKey);
+    this.#tweak = tweak;
   }
 
-  encrypt(spa: number, data: Uint8Array): Buffer {
-    checkAlignment(spa, data.length);
-    const t = this.#tweaks.range(spa, data.length);
-    const x = Buffer.allocUnsafe(data.length);
-    xorInto(x, data, t);
-    return this.#enc.update(x);
+  protected pageTweaks(pageBase: number): Buffer {
+    return this.#tweak.pageTable(pageBase);
   }
 
-  decrypt(spa: number, data: Uint8Array): Buffer {
-    checkAlignment(spa, data.length);
-    const t = this.#tweaks.range(spa, data.length);
-    const p = this.#dec.update(data);
-    xorInto(p, p, t);
-    return p;
-  }
-
-  toJSON(): string {
-    return '[MemoryCipher zen1-xe]';
+  protected bulkTweaks(spa: number, length: number, scratch: Scratch): BigInt64Array {
+    const out = scratch.take(length);
+    for (let page = 0; page < length; page += PAGE_SIZE) this.#tweak.pageTable(spa + page).copy(out, page);
+    return scratch.words;
   }
 }
 

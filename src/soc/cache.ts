@@ -35,6 +35,8 @@ export class Cache {
   readonly #lru: Float64Array;
   readonly #data: Buffer;
   #tick = 0;
+  /** Valid lines per key id (lets a device snoop skip keys the cache holds nothing of). */
+  readonly #perKey = new Map<KeyId, number>();
   #wbinvdDone = false;
   readonly stats: CacheStats = { hits: 0, misses: 0, writebacks: 0 };
 
@@ -91,13 +93,17 @@ export class Cache {
       }
       if ((this.#lru[i] as number) < (this.#lru[victim] as number)) victim = i;
     }
-    if (this.#line[victim] !== -1 && this.#dirty[victim] === 1) this.#writeBack(victim);
+    if (this.#line[victim] !== -1) {
+      if (this.#dirty[victim] === 1) this.#writeBack(victim);
+      this.#invalidate(victim);
+    }
     const off = victim * LINE_SIZE;
     if (fill) {
       this.mc.read(line * LINE_SIZE, LINE_SIZE, key).copy(this.#data, off);
     }
     this.#line[victim] = line;
     this.#key[victim] = key;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 0) + 1);
     this.#dirty[victim] = 0;
     this.#lru[victim] = ++this.#tick;
     return victim;
@@ -126,6 +132,30 @@ export class Cache {
     return out;
   }
 
+  /** A CPU load into `out` at `at` (no allocation). */
+  readInto(out: Uint8Array, at: number, spa: number, length: number, key: KeyId): void {
+    let done = 0;
+    while (done < length) {
+      const addr = spa + done;
+      const l = Math.floor(addr / LINE_SIZE);
+      const o = addr - l * LINE_SIZE;
+      const take = Math.min(LINE_SIZE - o, length - done);
+      const start = this.#slotFor(l, key, true) * LINE_SIZE + o;
+      this.#data.copy(out, at + done, start, start + take);
+      done += take;
+    }
+  }
+
+  /**
+   * An instruction fetch's check: do the `length` bytes at `spa` (within one line) read under `key`
+   * equal `expected[offset..]`? Compared in place, nothing allocated.
+   */
+  matches(spa: number, key: KeyId, expected: Buffer, offset: number, length: number): boolean {
+    const l = Math.floor(spa / LINE_SIZE);
+    const start = this.#slotFor(l, key, true) * LINE_SIZE + (spa - l * LINE_SIZE);
+    return this.#data.compare(expected, offset, offset + length, start, start + length) === 0;
+  }
+
   /** A CPU store: write-allocate, the line becomes dirty. */
   write(spa: number, data: Uint8Array, key: KeyId): void {
     let done = 0;
@@ -142,6 +172,14 @@ export class Cache {
     }
   }
 
+  /** Drops a valid slot (no write-back). */
+  #invalidate(slot: number): void {
+    const key = this.#key[slot] as number;
+    this.#perKey.set(key, (this.#perKey.get(key) ?? 1) - 1);
+    this.#line[slot] = -1;
+    this.#dirty[slot] = 0;
+  }
+
   /** WBINVD: write back every dirty line, invalidate everything, and set the core's WBINVD_DONE flag. */
   wbinvd(): void {
     for (let i = 0; i < this.#line.length; i++) {
@@ -149,6 +187,7 @@ export class Cache {
       if (this.#dirty[i] === 1) this.#writeBack(i);
       this.#line[i] = -1;
     }
+    this.#perKey.clear();
     this.#wbinvdDone = true;
   }
 
@@ -156,6 +195,7 @@ export class Cache {
   invd(): void {
     this.#line.fill(-1);
     this.#dirty.fill(0);
+    this.#perKey.clear();
   }
 
   /** CLFLUSH: write back and invalidate the line holding `spa`, under every key it is cached with. */
@@ -165,7 +205,7 @@ export class Cache {
     for (let i = base, end = base + this.#ways; i < end; i++) {
       if (this.#line[i] !== line) continue;
       if (this.#dirty[i] === 1) this.#writeBack(i);
-      this.#line[i] = -1;
+      this.#invalidate(i);
     }
   }
 
@@ -184,9 +224,7 @@ export class Cache {
 
   /** Number of valid lines cached under `key` (for the key-slot table). */
   linesUnder(key: KeyId): number {
-    let n = 0;
-    for (let i = 0; i < this.#line.length; i++) if (this.#line[i] !== -1 && this.#key[i] === key) n++;
-    return n;
+    return this.#perKey.get(key) ?? 0;
   }
 
   /** Has this core executed WBINVD since the firmware last cleared the flag? */
@@ -205,14 +243,24 @@ export class Cache {
    * coherent across keys (no SME_COHERENT), so their stale dirty data can still overwrite DRAM later.
    */
   static snoopForDevice(cache: Cache, spa: number, length: number, key: KeyId): void {
-    if (length === 0) return;
+    if (length === 0 || (cache.#perKey.get(key) ?? 0) === 0) return;
     const first = Math.floor(spa / LINE_SIZE);
     const last = Math.floor((spa + length - 1) / LINE_SIZE);
+    const snoop = (slot: number): void => {
+      if (cache.#dirty[slot] === 1) cache.#writeBack(slot);
+      cache.#invalidate(slot);
+    };
+    if ((last - first + 1) * cache.#ways > cache.#line.length) {
+      // A range larger than the cache: one pass over the slots is cheaper than a lookup per line.
+      for (let i = 0; i < cache.#line.length; i++) {
+        const l = cache.#line[i] as number;
+        if (l >= first && l <= last && cache.#key[i] === key) snoop(i);
+      }
+      return;
+    }
     for (let l = first; l <= last; l++) {
       const slot = cache.#find(l, key);
-      if (slot < 0) continue;
-      if (cache.#dirty[slot] === 1) cache.#writeBack(slot);
-      cache.#line[slot] = -1;
+      if (slot >= 0) snoop(slot);
     }
   }
 

@@ -13,9 +13,15 @@ import {
   VmcbControl,
 } from '../abi/index.js';
 import type { Cache } from './cache.js';
-import { KEY_HOST, KEY_NONE, KeySlotEmptyError, type MemoryController } from './memory-controller.js';
+import {
+  KEY_HOST,
+  KEY_NONE,
+  KeySlotEmptyError,
+  LINE_SIZE,
+  type MemoryController,
+} from './memory-controller.js';
 import type { Mmu, TranslationFault } from './mmu.js';
-import type { PagingFormat } from './paging.js';
+import { PAGE_SIZE, type PagingFormat } from './paging.js';
 import {
   GuestException,
   INSTRUCTION_BYTES,
@@ -61,8 +67,30 @@ interface VcpuRuntime {
 
 const DEFAULT_BUDGET = 1_000_000;
 
+/** What #execute did: the details are left in the core's out-fields (no object per instruction). */
+type Outcome = 0 | 1 | 2;
+const OUTCOME_OK: Outcome = 0;
+const OUTCOME_FAULT: Outcome = 1;
+const OUTCOME_EXIT: Outcome = 2;
+
+interface PagingRegisters {
+  asid: number;
+  sev: boolean;
+  pagingEnabled: boolean;
+  cr3: number;
+  cr0: bigint;
+  cr2: bigint;
+  nestedCr3: number;
+}
+
 export class Core {
   readonly #vcpus = new Map<number, VcpuRuntime>();
+  #verifiedLine = -1;
+  #verifiedSpaLine = -1;
+  #valueOut: InstructionResult;
+  #faultOut: TranslationFault | undefined;
+  #exitCode = 0;
+  #exitReason = '';
   retired = 0;
 
   constructor(
@@ -147,6 +175,9 @@ export class Core {
     });
 
     if (vcpu.dead !== undefined) exit = exitWith(SvmExit.SHUTDOWN, 0, 0, vcpu.dead);
+    // The fetch unit checks a 64-byte line once and then decodes its instructions, until anything
+    // that could change those bytes or their translation happens (see #invalidatesFetch).
+    this.#verifiedLine = -1;
     while (exit === undefined) {
       if (retired >= budget) {
         exit = exitWith(VMEXIT_INTR, 0, 0, 'time slice over (host timer interrupt)');
@@ -159,20 +190,28 @@ export class Core {
         exit = this.#kill(vcpu, exitWith, `RIP 0x${st.rip.toString(16)} is outside the guest's code`);
         break;
       }
-      const fetch = this.mmu.translate(st, st.rip, 'fetch');
-      if (fetch.kind !== 'ok') {
-        exit = this.#fault(vcpu, fetch, exitWith);
-        if (exit !== undefined) break;
-        continue;
-      }
-      const fetched = this.cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key);
-      if (!fetched.equals(code.subarray(codeOffset, codeOffset + INSTRUCTION_BYTES))) {
-        exit = this.#kill(
-          vcpu,
-          exitWith,
-          `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched.toString('hex')})`,
-        );
-        break;
+      const line = Math.floor(st.rip / LINE_SIZE);
+      if (line !== this.#verifiedLine) {
+        const fetch = this.mmu.translate(st, st.rip, 'fetch');
+        if (fetch.kind !== 'ok') {
+          this.#verifiedLine = -1;
+          exit = this.#fault(vcpu, fetch, exitWith);
+          if (exit !== undefined) break;
+          continue;
+        }
+        // The rest of the line from RIP, compared in place with the guest's code.
+        const length = Math.min((line + 1) * LINE_SIZE - st.rip, code.length - codeOffset);
+        if (!this.cache.matches(fetch.spa, fetch.key, code, codeOffset, length)) {
+          const fetched = this.cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key).toString('hex');
+          exit = this.#kill(
+            vcpu,
+            exitWith,
+            `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched})`,
+          );
+          break;
+        }
+        this.#verifiedLine = line;
+        this.#verifiedSpaLine = Math.floor(fetch.spa / LINE_SIZE);
       }
       // 2. The next instruction of the thread (or the one to restart).
       let insn = vcpu.pending;
@@ -198,9 +237,11 @@ export class Core {
       }
       // 3. Execute.
       const outcome = this.#execute(insn, st, regs, vcpu);
-      if (outcome.kind === 'fault') {
-        vcpu.pending = outcome.fault.kind === '#NPF' ? insn : undefined;
-        exit = this.#fault(vcpu, outcome.fault, exitWith);
+      if (outcome === OUTCOME_FAULT) {
+        const fault = this.#faultOut as TranslationFault;
+        vcpu.pending = fault.kind === '#NPF' ? insn : undefined;
+        this.#verifiedLine = -1;
+        exit = this.#fault(vcpu, fault, exitWith);
         if (exit !== undefined) break;
         continue;
       }
@@ -208,11 +249,11 @@ export class Core {
       retired++;
       this.retired++;
       st.rip = vcpu.software.codeBase + ((codeOffset + INSTRUCTION_BYTES) % code.length);
-      if (outcome.kind === 'exit') {
-        exit = exitWith(outcome.code, 0, 0, outcome.reason);
+      if (outcome === OUTCOME_EXIT) {
+        exit = exitWith(this.#exitCode, 0, 0, this.#exitReason);
         break;
       }
-      vcpu.resume = outcome.value;
+      vcpu.resume = this.#valueOut;
     }
 
     // #VMEXIT: state back to the VMCB, where plain SEV leaves it readable by the host.
@@ -278,23 +319,8 @@ export class Core {
     }
   }
 
-  #execute(
-    insn: Instruction,
-    st: {
-      asid: number;
-      sev: boolean;
-      pagingEnabled: boolean;
-      cr3: number;
-      cr0: bigint;
-      cr2: bigint;
-      nestedCr3: number;
-    },
-    regs: Registers,
-    vcpu: VcpuRuntime,
-  ):
-    | { kind: 'ok'; value: InstructionResult }
-    | { kind: 'fault'; fault: TranslationFault }
-    | { kind: 'exit'; code: number; reason: string } {
+  #execute(insn: Instruction, st: PagingRegisters, regs: Registers, vcpu: VcpuRuntime): Outcome {
+    this.#valueOut = undefined;
     switch (insn.op) {
       case 'load': {
         const out = Buffer.allocUnsafe(insn.length);
@@ -302,67 +328,88 @@ export class Core {
           const va = insn.va + done;
           const t = this.mmu.translate(st, va, 'read');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
-          const take = Math.min(4096 - (va % 4096), insn.length - done);
-          this.#readInto(out, done, t.spa, take, t.key);
+          const take = Math.min(PAGE_SIZE - (va % PAGE_SIZE), insn.length - done);
+          this.cache.readInto(out, done, t.spa, take, t.key);
           done += take;
         }
-        return { kind: 'ok', value: out };
+        this.#valueOut = out;
+        return OUTCOME_OK;
       }
       case 'store': {
-        // Translate every page first so a faulting store writes nothing.
+        const data = insn.data;
+        if ((insn.va % PAGE_SIZE) + data.length <= PAGE_SIZE) {
+          const t = this.mmu.translate(st, insn.va, 'write');
+          if (t.kind !== 'ok') return this.#recordFault(st, t);
+          this.#storeTouches(t.spa, data.length);
+          this.cache.write(t.spa, data, t.key);
+          return OUTCOME_OK;
+        }
+        // Across pages: translate every page first so a faulting store writes nothing.
         const parts: { spa: number; key: number; from: number; to: number }[] = [];
-        for (let done = 0; done < insn.data.length;) {
+        for (let done = 0; done < data.length;) {
           const va = insn.va + done;
           const t = this.mmu.translate(st, va, 'write');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
-          const take = Math.min(4096 - (va % 4096), insn.data.length - done);
+          const take = Math.min(PAGE_SIZE - (va % PAGE_SIZE), data.length - done);
           parts.push({ spa: t.spa, key: t.key, from: done, to: done + take });
           done += take;
         }
-        for (const p of parts) this.cache.write(p.spa, insn.data.subarray(p.from, p.to), p.key);
-        return { kind: 'ok', value: undefined };
+        for (const p of parts) {
+          this.#storeTouches(p.spa, p.to - p.from);
+          this.cache.write(p.spa, data.subarray(p.from, p.to), p.key);
+        }
+        return OUTCOME_OK;
       }
       case 'writeCr3':
         st.cr3 = insn.value;
         this.mmu.flushAsid(st.asid);
-        return { kind: 'ok', value: undefined };
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
       case 'enablePaging':
         st.cr0 |= CR0_PG | CR0_PE;
         st.pagingEnabled = true;
         this.mmu.flushAsid(st.asid);
-        return { kind: 'ok', value: undefined };
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
       case 'invlpg':
         this.mmu.invalidatePage(st.asid, insn.va);
-        return { kind: 'ok', value: undefined };
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
       case 'clflush': {
         const t = this.mmu.translate(st, insn.va, 'read');
         if (t.kind !== 'ok') return this.#recordFault(st, t);
         this.cache.clflush(t.spa);
-        return { kind: 'ok', value: undefined };
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
       }
       case 'wbinvd':
         this.cache.wbinvd();
-        return { kind: 'ok', value: undefined };
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
       case 'vmmcall':
         Object.assign(regs, insn.registers);
         vcpu.inHypercall = true;
-        return {
-          kind: 'exit',
-          code: SvmExit.VMMCALL,
-          reason: `hypercall rax=0x${insn.registers.rax.toString(16)}`,
-        };
+        this.#exitCode = SvmExit.VMMCALL;
+        this.#exitReason = `hypercall rax=0x${insn.registers.rax.toString(16)}`;
+        return OUTCOME_EXIT;
       case 'hlt':
-        return { kind: 'exit', code: SvmExit.HLT, reason: 'guest halted' };
+        this.#exitCode = SvmExit.HLT;
+        this.#exitReason = 'guest halted';
+        return OUTCOME_EXIT;
     }
   }
 
-  #readInto(out: Buffer, at: number, spa: number, length: number, key: number): void {
-    this.cache.read(spa, length, key).copy(out, at);
+  /** A store to the physical line the fetch unit verified (under any key) makes it re-check. */
+  #storeTouches(spa: number, length: number): void {
+    const first = Math.floor(spa / LINE_SIZE);
+    const last = Math.floor((spa + length - 1) / LINE_SIZE);
+    if (this.#verifiedSpaLine >= first && this.#verifiedSpaLine <= last) this.#verifiedLine = -1;
   }
 
-  #recordFault(st: { cr2: bigint }, fault: TranslationFault): { kind: 'fault'; fault: TranslationFault } {
+  #recordFault(st: { cr2: bigint }, fault: TranslationFault): Outcome {
     if (fault.kind === '#PF') st.cr2 = BigInt(fault.va);
-    return { kind: 'fault', fault };
+    this.#faultOut = fault;
+    return OUTCOME_FAULT;
   }
 
   toJSON(): string {

@@ -43,7 +43,7 @@ export class Dram {
   /** Copies `length` bytes at `spa` as stored (ciphertext for encrypted memory). */
   read(spa: number, length: number): Buffer {
     this.#check(spa, length);
-    const out = Buffer.alloc(length);
+    const out = Buffer.allocUnsafe(length);
     let done = 0;
     while (done < length) {
       const at = spa + done;
@@ -52,6 +52,7 @@ export class Dram {
       const take = Math.min(PAGE_SIZE - off, length - done);
       const p = this.#page(n, false);
       if (p !== undefined) p.copy(out, done, off, off + take);
+      else out.fill(0, done, done + take);
       done += take;
     }
     return out;

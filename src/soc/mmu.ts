@@ -77,26 +77,38 @@ export class Mmu {
     readonly format: PagingFormat,
   ) {}
 
+  /** One-entry memo in front of the TLB map: the last (ASID, page) looked up. */
+  #lastTag = -1;
+  #lastEntry: TlbEntry | undefined;
+  /** Reused result object: valid until the next translate() call. */
+  readonly #ok: { kind: 'ok'; spa: number; key: KeyId } = { kind: 'ok', spa: 0, key: 0 };
+
   /** Drops every TLB entry of an ASID (VMCB TLB_CONTROL, or the guest's CR3 write). */
   flushAsid(asid: number): void {
     for (const tag of this.#tlb.keys()) if (Math.floor(tag / 2 ** 36) === asid) this.#tlb.delete(tag);
+    this.#lastTag = -1;
   }
 
   /** INVLPG. */
   invalidatePage(asid: number, va: number): void {
     this.#tlb.delete(tlbTag(asid, Math.floor(va / PAGE_SIZE)));
+    this.#lastTag = -1;
   }
 
   flushAll(): void {
     this.#tlb.clear();
+    this.#lastTag = -1;
   }
 
-  /** Translates a guest access; faults are returned, never thrown. */
+  /**
+   * Translates a guest access; faults are returned, never thrown. The returned Translation is a
+   * reused object, valid until the next call.
+   */
   translate(state: GuestPagingState, va: number, access: AccessKind): Translation | TranslationFault {
     const page = Math.floor(va / PAGE_SIZE);
     const offset = va - page * PAGE_SIZE;
     const tag = tlbTag(state.asid, page);
-    let entry = this.#tlb.get(tag);
+    let entry = tag === this.#lastTag ? this.#lastEntry : this.#tlb.get(tag);
     if (entry === undefined) {
       this.stats.tlbMisses++;
       const walked = this.#walk(state, va, access);
@@ -109,26 +121,30 @@ export class Mmu {
     if (access === 'write' && !entry.writable) {
       // Re-walk for a precise fault (which level forbids the write).
       this.#tlb.delete(tag);
+      this.#lastTag = -1;
       const walked = this.#walk(state, va, access);
       if (walked.kind !== 'entry') return walked;
       entry = walked.entry;
     }
+    this.#lastTag = tag;
+    this.#lastEntry = entry;
+    const ok = this.#ok;
+    ok.spa = entry.spaPage * PAGE_SIZE + offset;
     if (access === 'fetch') {
-      if (!entry.executable)
+      if (!entry.executable) {
         return {
           kind: '#PF',
           va,
           errorCode: PF_PRESENT | PF_FETCH,
           reason: 'instruction fetch from a no-execute page',
         };
+      }
       // Instruction fetches are always private in an SEV guest (sev-reference §1.2).
-      return {
-        kind: 'ok',
-        spa: entry.spaPage * PAGE_SIZE + offset,
-        key: state.sev ? state.asid : entry.dataKey,
-      };
+      ok.key = state.sev ? state.asid : entry.dataKey;
+      return ok;
     }
-    return { kind: 'ok', spa: entry.spaPage * PAGE_SIZE + offset, key: entry.dataKey };
+    ok.key = entry.dataKey;
+    return ok;
   }
 
   #walk(

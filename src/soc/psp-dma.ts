@@ -31,8 +31,11 @@ export class PspDmaPort {
     }
     const start = Math.floor(spa / BLOCK_SIZE) * BLOCK_SIZE;
     const end = Math.ceil((spa + data.length) / BLOCK_SIZE) * BLOCK_SIZE;
-    const buf =
-      start === spa && end === spa + data.length ? Buffer.from(data) : this.mc.read(start, end - start, key);
+    if (start === spa && end === spa + data.length) {
+      this.mc.write(spa, data, key);
+      return;
+    }
+    const buf = this.mc.read(start, end - start, key);
     buf.set(data, spa - start);
     this.mc.write(start, buf, key);
   }
