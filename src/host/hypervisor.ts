@@ -249,6 +249,8 @@ export class Hypervisor {
         this.#hypercall(vm);
         continue;
       }
+      // A timer tick with no time slice asked for: the host just resumes the guest.
+      if (exit.code === VMEXIT_INTR && options.maxInstructions === undefined) continue;
       if (exit.code === SvmExit.HLT) vm.status = 'halted';
       else if (exit.code === SvmExit.SHUTDOWN) vm.status = 'dead';
       else if (exit.code !== VMEXIT_INTR) vm.status = 'halted';

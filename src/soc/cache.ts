@@ -141,7 +141,13 @@ export class Cache {
       const o = addr - l * LINE_SIZE;
       const take = Math.min(LINE_SIZE - o, length - done);
       const start = this.#slotFor(l, key, true) * LINE_SIZE + o;
-      this.#data.copy(out, at + done, start, start + take);
+      if (take <= 16) {
+        // Buffer.copy's call overhead dominates for a register-sized load.
+        const data = this.#data;
+        for (let i = 0; i < take; i++) out[at + done + i] = data[start + i] as number;
+      } else {
+        this.#data.copy(out, at + done, start, start + take);
+      }
       done += take;
     }
   }
@@ -153,7 +159,10 @@ export class Cache {
   matches(spa: number, key: KeyId, expected: Buffer, offset: number, length: number): boolean {
     const l = Math.floor(spa / LINE_SIZE);
     const start = this.#slotFor(l, key, true) * LINE_SIZE + (spa - l * LINE_SIZE);
-    return this.#data.compare(expected, offset, offset + length, start, start + length) === 0;
+    // A byte loop: Buffer.compare's native call costs more than comparing ≤ 64 bytes here.
+    const data = this.#data;
+    for (let i = 0; i < length; i++) if (data[start + i] !== expected[offset + i]) return false;
+    return true;
   }
 
   /** A CPU store: write-allocate, the line becomes dirty. */
@@ -166,7 +175,13 @@ export class Cache {
       const take = Math.min(LINE_SIZE - o, data.length - done);
       // A full-line store need not read the old line.
       const slot = this.#slotFor(l, key, take !== LINE_SIZE);
-      this.#data.set(data.subarray(done, done + take), slot * LINE_SIZE + o);
+      const start = slot * LINE_SIZE + o;
+      if (take <= 16) {
+        const cached = this.#data;
+        for (let i = 0; i < take; i++) cached[start + i] = data[done + i] as number;
+      } else {
+        this.#data.set(data.subarray(done, done + take), start);
+      }
       this.#dirty[slot] = 1;
       done += take;
     }
