@@ -131,33 +131,24 @@ export class Adversary {
     if (share.status === 0) {
       d.raw(SevCommand.DECOMMISSION, HandleBuffer, { handle: share.out.handle });
     }
-    attempts.push({
+    const pspAttempt = (action: string, status: number): AttackAttempt => ({
       capability: 'C9',
-      action: "LAUNCH_START asking to share the guest's key",
+      action,
       obtained: Buffer.alloc(0),
-      outcome: `PSP answered ${statusName(share.status)}`,
+      outcome: `PSP answered ${statusName(status)}`,
     });
+    attempts.push(pspAttempt("LAUNCH_START asking to share the guest's key", share.status));
     const reMeasure = d.raw(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
       handle: victim.handle,
       paddr: BigInt(frames[0] ?? 0),
       length: PAGE_SIZE,
     });
-    attempts.push({
-      capability: 'C9',
-      action: 'LAUNCH_UPDATE_DATA on the running guest',
-      obtained: Buffer.alloc(0),
-      outcome: `PSP answered ${statusName(reMeasure.status)}`,
-    });
+    attempts.push(pspAttempt('LAUNCH_UPDATE_DATA on the running guest', reMeasure.status));
     const reActivate = d.raw(SevCommand.ACTIVATE, ActivateBuffer, {
       handle: victim.handle,
       asid: hv.platform.profile.maxSevAsid,
     });
-    attempts.push({
-      capability: 'C9',
-      action: 'ACTIVATE the guest on another ASID',
-      obtained: Buffer.alloc(0),
-      outcome: `PSP answered ${statusName(reActivate.status)}`,
-    });
+    attempts.push(pspAttempt('ACTIVATE the guest on another ASID', reActivate.status));
 
     if (accomplice !== undefined) {
       // C3: map the victim's frames into the attacker's own VM and let its software read them.

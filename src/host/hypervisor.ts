@@ -102,6 +102,7 @@ export class Hypervisor {
   /** ASIDs freed by destroyed VMs: reusable only after WBINVD + DF_FLUSH. */
   readonly #reclaimable = new Set<number>();
   readonly #usedAsids = new Set<number>();
+  #plainVms = 0;
 
   constructor(readonly platform: Platform) {
     this.soc = platform.soc;
@@ -152,7 +153,9 @@ export class Hypervisor {
     const policy = config.policy ?? encodeSevPolicy({ noDebug: true, noKeySharing: true });
     if (config.memoryBytes % PAGE_SIZE !== 0 || config.memoryBytes <= 0)
       throw new RangeError('guest memory must be a positive multiple of 4 KiB');
-    const asid = config.asid ?? (sev ? this.allocateAsid() : 1);
+    // Non-SEV guests take ASIDs above the SEV range (SVM has far more ASIDs than key slots).
+    const asid =
+      config.asid ?? (sev ? this.allocateAsid() : this.platform.profile.maxSevAsid + ++this.#plainVms);
     this.#usedAsids.add(asid);
     this.#reclaimable.delete(asid);
     const mem = this.soc.hostMemory;

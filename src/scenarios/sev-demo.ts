@@ -244,7 +244,6 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
       memoryBytes: GUEST_RAM,
       software: new GuestKernel({ memoryBytes: GUEST_RAM, paging: soc.paging, version: 'mallory' }),
       sev: false,
-      asid: profile.maxSevAsid,
     });
     hv.run(mallory);
     const attempts = adversary.tryEverything(alice.vm, mallory);

@@ -111,24 +111,8 @@ export class Cache {
 
   /** A CPU load: `length` bytes at `spa` through key `key` (may cross lines). */
   read(spa: number, length: number, key: KeyId): Buffer {
-    const line = Math.floor(spa / LINE_SIZE);
-    const off = spa - line * LINE_SIZE;
-    if (off + length <= LINE_SIZE) {
-      const slot = this.#slotFor(line, key, true);
-      const start = slot * LINE_SIZE + off;
-      return Buffer.from(this.#data.subarray(start, start + length));
-    }
     const out = Buffer.allocUnsafe(length);
-    let done = 0;
-    while (done < length) {
-      const at = spa + done;
-      const l = Math.floor(at / LINE_SIZE);
-      const o = at - l * LINE_SIZE;
-      const take = Math.min(LINE_SIZE - o, length - done);
-      const slot = this.#slotFor(l, key, true);
-      this.#data.copy(out, done, slot * LINE_SIZE + o, slot * LINE_SIZE + o + take);
-      done += take;
-    }
+    this.readInto(out, 0, spa, length, key);
     return out;
   }
 
