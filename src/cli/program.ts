@@ -15,17 +15,18 @@ export function buildProgram(): Command {
   program
     .name('sevsim')
     .description(
-      'AMD SEV, SEV-ES and SEV-SNP as a software model: per-VM memory encryption in the memory controller,\n' +
-        'ASID-tagged caches, the AMD Secure Processor and its command set, a hypervisor and a guest.\n' +
-        'Everything is really encrypted (AES-128 XEX / Zen 1 XE with a physical-address tweak).',
+      'AMD SEV, SEV-ES and SEV-SNP as a software model: per-VM memory encryption in the memory ' +
+        'controller, ASID-tagged caches, the AMD Secure Processor and its command set, a hypervisor and ' +
+        'a guest. Everything is really encrypted (AES-128 XEX or Zen 1 XE with a physical-address tweak).',
     )
     .showHelpAfterError();
 
   program
     .command('demo')
     .description(
-      'Boot a simulated EPYC host, launch two SEV guests and show — for the same memory — what each guest,\n' +
-        'the hypervisor and DRAM see, checking each protection SEV promises (7a–7g). Exits 1 if any check fails.',
+      'Boot a simulated EPYC host, launch two SEV guests and show, for the same memory, what each ' +
+        'guest, the hypervisor and DRAM see, checking each protection SEV promises (7a–7g). ' +
+        'Exits 1 if any check fails.',
     )
     .addOption(
       new Option('--product <name>', 'CPU product profile (C-bit, ASIDs, cipher mode)')
