@@ -1,6 +1,7 @@
 // A guest context inside the firmware (ASPFW sev_guest.h sev_guest_t): policy, state, the VEK,
 // the launch digest and the transport keys. None of it leaves the PSP.
-import { createHash, createHmac, type Hash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
+import { type FirmwareVersion, launchMeasurementMac } from '../crypto/index.js';
 import { GuestState, type GuestStateCode, decodeSevPolicy } from '../abi/index.js';
 
 export type Activation = 'inactive' | 'pending' | 'active';
@@ -40,11 +41,9 @@ export class GuestContext {
     return Buffer.from(this.#vek);
   }
 
-  /** HMAC-SHA256 under the TIK (LAUNCH_MEASURE, later the secret channel); the key stays here. */
-  macWithTik(...parts: Uint8Array[]): Buffer {
-    const h = createHmac('sha256', this.#tik);
-    for (const p of parts) h.update(p);
-    return h.digest();
+  /** LAUNCH_MEASURE's MAC under the TIK (which stays here). */
+  measurementMac(fw: FirmwareVersion, launchDigest: Uint8Array, mnonce: Uint8Array): Buffer {
+    return launchMeasurementMac(this.#tik, fw, this.policy, launchDigest, mnonce);
   }
 
   /** DECOMMISSION / SHUTDOWN: the context is zeroed. */

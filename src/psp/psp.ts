@@ -312,11 +312,8 @@ export class Psp implements Mailbox {
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
     const ld = (g.launchDigest as NonNullable<typeof g.launchDigest>).digest();
     const mnonce = this.#nonceRng.generate(16);
-    const fw = this.#profile.firmware;
     // sev-reference §5.2: HMAC(TIK, 0x04 || major || minor || build || le32(policy) || LD || MNONCE)
-    const policy = Buffer.alloc(4);
-    policy.writeUInt32LE(g.policy >>> 0);
-    const measurement = g.macWithTik(Buffer.from([0x04, fw.major, fw.minor, fw.build]), policy, ld, mnonce);
+    const measurement = g.measurementMac(this.#profile.firmware, ld, mnonce);
     this.#caps.dma.write(where.spa, LaunchMeasurement.encode({ measurement, mnonce }), where.key);
     g.launchDigest = undefined;
     g.finalDigest = ld;
