@@ -11,3 +11,18 @@ export {
   writeLe128Address,
 } from './memory-cipher.js';
 export { xorInto } from './xor.js';
+export { sevKdf } from './sev-kdf.js';
+export {
+  ChannelContext,
+  type ChannelWrapKeys,
+  type FirmwareVersion,
+  deriveChannelWrapKeys,
+  hmacSha256,
+  macEquals,
+  aes128Ctr,
+  wrapTransportKeys,
+  unwrapTransportKeys,
+  policyMac,
+  launchMeasurementMac,
+  packetMac,
+} from './sev-channel.js';
