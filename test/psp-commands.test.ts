@@ -1232,6 +1232,8 @@ describe('property: random mailbox traffic', () => {
     SevCommand.DEACTIVATE,
     SevCommand.DECOMMISSION,
     SevCommand.GUEST_STATUS,
+    SevCommand.DBG_DECRYPT,
+    SevCommand.DBG_ENCRYPT,
   ];
   const GUEST_SCAN = 24;
 

@@ -75,6 +75,14 @@ export const LaunchMeasurement = new StructLayout('LAUNCH_MEASURE output', 0x30,
   mnonce: { offset: 0x20, type: 'bytes', length: 16 },
 });
 
+// DBG_DECRYPT / DBG_ENCRYPT: ASPFW sev_mcmd.h sev_mcmd_debug_t (0x1C bytes, 0x20 with padding)
+export const DebugBuffer = new StructLayout('DBG_DECRYPT/DBG_ENCRYPT command buffer', 0x20, {
+  handle: { offset: 0x00, type: 'u32' },
+  srcPaddr: { offset: 0x08, type: 'u64' },
+  dstPaddr: { offset: 0x10, type: 'u64' },
+  length: { offset: 0x18, type: 'u32' },
+});
+
 /** Size of the command buffer each command reads, so the PSP knows how many bytes to fetch. */
 export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x01: InitBuffer.size,
@@ -89,4 +97,6 @@ export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x31: LaunchUpdateBuffer.size,
   0x33: LaunchMeasureBuffer.size,
   0x35: HandleBuffer.size,
+  0x60: DebugBuffer.size,
+  0x61: DebugBuffer.size,
 };

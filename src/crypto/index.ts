@@ -26,3 +26,4 @@ export {
   launchMeasurementMac,
   packetMac,
 } from './sev-channel.js';
+export { GCM_TAG_BYTES, aesGcmSeal, aesGcmOpen } from './aes-gcm.js';

@@ -3,13 +3,16 @@
 // no guest plaintext comes out.
 import {
   ActivateBuffer,
+  DebugBuffer,
   HandleBuffer,
   LaunchStartBuffer,
   LaunchUpdateBuffer,
+  NESTED_CTL_NP_ENABLE,
+  NESTED_CTL_SEV_ENABLE,
   SevCommand,
+  VmcbControl,
   statusName,
 } from '../abi/index.js';
-import { NESTED_CTL_NP_ENABLE, NESTED_CTL_SEV_ENABLE, VmcbControl } from '../abi/index.js';
 import { PAGE_SIZE, type VmExit } from '../soc/index.js';
 import type { Hypervisor, Vm } from './hypervisor.js';
 
@@ -149,6 +152,17 @@ export class Adversary {
       asid: hv.platform.profile.maxSevAsid,
     });
     attempts.push(pspAttempt('ACTIVATE the guest on another ASID', reActivate.status));
+    // DBG_DECRYPT of the guest's first frames into the PSP driver's data page.
+    const debug = d.raw(SevCommand.DBG_DECRYPT, DebugBuffer, {
+      handle: victim.handle,
+      srcPaddr: BigInt(frames[0] ?? 0),
+      dstPaddr: BigInt(d.dataPage),
+      length: PAGE_SIZE,
+    });
+    attempts.push({
+      ...pspAttempt('DBG_DECRYPT of guest memory', debug.status),
+      obtained: hv.soc.hostMemory.read(d.dataPage, PAGE_SIZE, false),
+    });
 
     if (accomplice !== undefined) {
       // C3: map the victim's frames into the attacker's own VM and let its software read them.

@@ -2,7 +2,7 @@
 // the committed TCB), modelled as a state directory. Records are sealed with AES-256-GCM under a key
 // derived from the chip secret, so the files reveal no key, and every write is atomic (temp file,
 // fsync, rename, fsync of the directory): a crash mid-write leaves the previous record intact.
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import {
   closeSync,
   fsyncSync,
@@ -15,12 +15,11 @@ import {
   writeSync,
 } from 'node:fs';
 import { join } from 'node:path';
-import { sevKdf } from '../crypto/index.js';
+import { GCM_TAG_BYTES, aesGcmOpen, aesGcmSeal, sevKdf } from '../crypto/index.js';
 
 const MAGIC = Buffer.from('SEVSIMNV', 'ascii');
 const FORMAT_VERSION = 1;
 const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 const HEADER_BYTES = MAGIC.length + 4 + NONCE_BYTES;
 
 /** A sealed record could not be read back: tampered, from another chip, or not a record at all. */
@@ -67,21 +66,17 @@ export class NvStorage {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;
     }
-    if (file.length < HEADER_BYTES + TAG_BYTES || !file.subarray(0, MAGIC.length).equals(MAGIC)) {
+    if (file.length < HEADER_BYTES + GCM_TAG_BYTES || !file.subarray(0, MAGIC.length).equals(MAGIC)) {
       throw new NvStorageError(record, 'not a sealed record');
     }
     if (file.readUInt32LE(MAGIC.length) !== FORMAT_VERSION)
       throw new NvStorageError(record, 'unknown format version');
     const nonce = file.subarray(MAGIC.length + 4, HEADER_BYTES);
-    const body = file.subarray(HEADER_BYTES, file.length - TAG_BYTES);
-    const d = createDecipheriv('aes-256-gcm', this.#sealKey, nonce);
-    d.setAAD(Buffer.concat([file.subarray(0, HEADER_BYTES), Buffer.from(record, 'utf8')]));
-    d.setAuthTag(file.subarray(file.length - TAG_BYTES));
-    try {
-      return Buffer.concat([d.update(body), d.final()]);
-    } catch {
+    const aad = Buffer.concat([file.subarray(0, HEADER_BYTES), Buffer.from(record, 'utf8')]);
+    const plain = aesGcmOpen(this.#sealKey, nonce, aad, file.subarray(HEADER_BYTES));
+    if (plain === undefined)
       throw new NvStorageError(record, 'seal check failed (tampered, or sealed by another chip)');
-    }
+    return plain;
   }
 
   /** Seals and writes atomically. */
@@ -91,9 +86,11 @@ export class NvStorage {
     MAGIC.copy(header);
     header.writeUInt32LE(FORMAT_VERSION, MAGIC.length);
     randomBytes(NONCE_BYTES).copy(header, MAGIC.length + 4);
-    const c = createCipheriv('aes-256-gcm', this.#sealKey, header.subarray(MAGIC.length + 4));
-    c.setAAD(Buffer.concat([header, Buffer.from(record, 'utf8')]));
-    const sealed = Buffer.concat([header, c.update(plaintext), c.final(), c.getAuthTag()]);
+    const aad = Buffer.concat([header, Buffer.from(record, 'utf8')]);
+    const sealed = Buffer.concat([
+      header,
+      aesGcmSeal(this.#sealKey, header.subarray(MAGIC.length + 4), aad, plaintext),
+    ]);
     const temp = `${path}.tmp-${process.pid}`;
     const crash = this.crashNextSaveAt;
     this.crashNextSaveAt = undefined;

@@ -6,6 +6,7 @@
 
 import {
   ActivateBuffer,
+  DebugBuffer,
   COMMAND_BUFFER_SIZE,
   GuestState,
   GuestStatusBuffer,
@@ -144,6 +145,10 @@ export class Psp implements Mailbox {
         return this.#decommission(buf);
       case SevCommand.GUEST_STATUS:
         return this.#guestStatus(buf);
+      case SevCommand.DBG_DECRYPT:
+        return this.#debugCrypt(buf, false);
+      case SevCommand.DBG_ENCRYPT:
+        return this.#debugCrypt(buf, true);
       default:
         return fail(SevStatus.INVALID_COMMAND);
     }
@@ -391,6 +396,28 @@ export class Psp implements Mailbox {
     if (g === undefined) GuestStatusBuffer.write(out, { state: GuestState.UNINIT });
     else GuestStatusBuffer.write(out, { policy: g.policy, asid: g.asid, state: g.state });
     return ok(out);
+  }
+
+  /**
+   * DBG_DECRYPT (guest memory → host plaintext) and DBG_ENCRYPT (host plaintext → guest memory),
+   * in ASPFW's check order: platform, alignment, length, handle, NODBG, activation.
+   */
+  #debugCrypt(buf: Buffer, encrypt: boolean): Result {
+    if (this.#platformState !== PlatformState.WORKING) return fail(SevStatus.INVALID_PLATFORM_STATE);
+    const cmd = DebugBuffer.decode(buf);
+    if (cmd.srcPaddr % 16n !== 0n || cmd.dstPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
+    if (cmd.length % 16 !== 0) return fail(SevStatus.INVALID_LENGTH);
+    const g = this.#guest(cmd.handle);
+    if (g === undefined) return fail(SevStatus.INVALID_GUEST);
+    if (decodeSevPolicy(g.policy).noDebug) return fail(SevStatus.POLICY_FAILURE);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
+    const src = this.#address(cmd.srcPaddr, cmd.length);
+    const dst = this.#address(cmd.dstPaddr, cmd.length);
+    if (src === undefined || dst === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    // The guest side uses the guest's key whatever C-bit the host put in that address.
+    const data = this.#caps.dma.read(src.spa, cmd.length, encrypt ? src.key : g.asid);
+    this.#caps.dma.write(dst.spa, data, encrypt ? g.asid : dst.key);
+    return ok();
   }
 
   /** A summary for display: guest handles, states and ASIDs (no keys exist here to show). */
