@@ -5,3 +5,8 @@ export * from './guest-policy.js';
 export * from './sev-command-buffers.js';
 export * from './vmcb.js';
 export * from './hypercalls.js';
+export * from './sev-cert.js';
+export * from './amd-root-cert.js';
+export * from './ovmf-footer.js';
+export * from './sev-hashes-table.js';
+export * from './vmsa.js';

@@ -3,6 +3,8 @@ import { Command, InvalidArgumentError, Option } from 'commander';
 import { PRODUCT_NAMES } from '../soc/index.js';
 import { runSevDemo } from '../scenarios/sev-demo.js';
 import { renderDemo } from './render-demo.js';
+import { addMeasureCommand } from './owner-measure.js';
+import { addVerifyChainCommand } from './owner-verify-chain.js';
 
 function parseSeed(v: string): string {
   if (!/^[0-9A-Za-z_-]{1,64}$/.test(v))
@@ -50,5 +52,13 @@ export function buildProgram(): Command {
       }
       if (result.checks.some((c) => !c.passed)) process.exitCode = 1;
     });
+  const owner = program
+    .command('owner')
+    .description(
+      "The guest owner's tools. They use only AMD's published formats and keys, so they work the same " +
+        'on a simulated platform and on real AMD hardware output.',
+    );
+  addVerifyChainCommand(owner);
+  addMeasureCommand(owner);
   return program;
 }

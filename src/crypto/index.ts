@@ -27,3 +27,33 @@ export {
   packetMac,
 } from './sev-channel.js';
 export { GCM_TAG_BYTES, aesGcmSeal, aesGcmOpen } from './aes-gcm.js';
+export {
+  type AmdEcPoint,
+  type AmdEcdsaSignature,
+  type EcdsaHash,
+  AMD_EC_FIELD_BYTES,
+  P384_BYTES,
+  P384_N,
+  P384_P,
+  P384KeyError,
+  bigIntToLe,
+  ecdhP384,
+  ecdsaP384Sign,
+  ecdsaP384Verify,
+  generateP384KeyPair,
+  isP384Point,
+  leToBigInt,
+  p384PrivateKeyFromBytes,
+  p384PrivateKeyFromScalar,
+  p384PublicKeyFromAmd,
+  p384PublicKeyToAmd,
+} from './ec-p384.js';
+export {
+  type RsaPssHash,
+  RsaKeyError,
+  rsaModulusBytes,
+  rsaPssSignLe,
+  rsaPssVerifyLe,
+  rsaPublicKeyFromLe,
+  rsaPublicKeyToLe,
+} from './rsa-pss.js';

@@ -1,0 +1,4 @@
+// The guest owner's side: checks that need only AMD's published formats and keys, so they work unchanged
+// on real hardware output.
+export * from './sev-chain.js';
+export * from './launch-digest.js';
