@@ -10,3 +10,5 @@ export * from './amd-root-cert.js';
 export * from './ovmf-footer.js';
 export * from './sev-hashes-table.js';
 export * from './vmsa.js';
+export * from './sev-session.js';
+export * from './sev-attestation-report.js';

@@ -83,6 +83,54 @@ export const DebugBuffer = new StructLayout('DBG_DECRYPT/DBG_ENCRYPT command buf
   length: { offset: 0x18, type: 'u32' },
 });
 
+// PEK_CSR: sev-tool sevapi.h sev_pek_csr_cmd_buf
+export const PekCsrBuffer = new StructLayout('PEK_CSR command buffer', 0x0c, {
+  csrPaddr: { offset: 0x00, type: 'u64' },
+  csrLength: { offset: 0x08, type: 'u32' },
+});
+
+// PEK_CERT_IMPORT: sev-tool sevapi.h sev_pek_cert_import_cmd_buf
+export const PekCertImportBuffer = new StructLayout('PEK_CERT_IMPORT command buffer', 0x1c, {
+  pekPaddr: { offset: 0x00, type: 'u64' },
+  pekLength: { offset: 0x08, type: 'u32' },
+  ocaPaddr: { offset: 0x10, type: 'u64' },
+  ocaLength: { offset: 0x18, type: 'u32' },
+});
+
+// PDH_CERT_EXPORT: sev-tool sevapi.h sev_pdh_cert_export_cmd_buf (chain = PEK ‖ OCA ‖ CEK)
+export const PdhCertExportBuffer = new StructLayout('PDH_CERT_EXPORT command buffer', 0x1c, {
+  pdhPaddr: { offset: 0x00, type: 'u64' },
+  pdhLength: { offset: 0x08, type: 'u32' },
+  chainPaddr: { offset: 0x10, type: 'u64' },
+  chainLength: { offset: 0x18, type: 'u32' },
+});
+
+// GET_ID: sev-tool sevapi.h sev_get_id_cmd_buf (64 bytes per socket)
+export const GetIdBuffer = new StructLayout('GET_ID command buffer', 0x0c, {
+  idPaddr: { offset: 0x00, type: 'u64' },
+  idLength: { offset: 0x08, type: 'u32' },
+});
+export const GET_ID_BYTES = 64;
+
+// LAUNCH_SECRET and SEND/RECEIVE_UPDATE_*: ASPFW sev_mcmd.h sev_mcmd_transport_t
+export const TransportBuffer = new StructLayout('transport command buffer', 0x34, {
+  handle: { offset: 0x00, type: 'u32' },
+  hdrPaddr: { offset: 0x08, type: 'u64' },
+  hdrLength: { offset: 0x10, type: 'u32' },
+  guestPaddr: { offset: 0x18, type: 'u64' },
+  guestLength: { offset: 0x20, type: 'u32' },
+  transPaddr: { offset: 0x28, type: 'u64' },
+  transLength: { offset: 0x30, type: 'u32' },
+});
+
+// ATTESTATION: ASPFW sev_mcmd.h sev_mcmd_attestation_t
+export const AttestationBuffer = new StructLayout('ATTESTATION command buffer', 0x24, {
+  handle: { offset: 0x00, type: 'u32' },
+  paddr: { offset: 0x08, type: 'u64' },
+  mnonce: { offset: 0x10, type: 'bytes', length: 16 },
+  length: { offset: 0x20, type: 'u32' },
+});
+
 /** Size of the command buffer each command reads, so the PSP knows how many bytes to fetch. */
 export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x01: InitBuffer.size,
