@@ -12,3 +12,4 @@ export * from './sev-hashes-table.js';
 export * from './vmsa.js';
 export * from './sev-session.js';
 export * from './sev-attestation-report.js';
+export * from './sev-cert-signature.js';
