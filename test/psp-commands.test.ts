@@ -1234,6 +1234,15 @@ describe('property: random mailbox traffic', () => {
     SevCommand.GUEST_STATUS,
     SevCommand.DBG_DECRYPT,
     SevCommand.DBG_ENCRYPT,
+    SevCommand.PLATFORM_RESET,
+    SevCommand.PEK_GEN,
+    SevCommand.PEK_CSR,
+    SevCommand.PEK_CERT_IMPORT,
+    SevCommand.PDH_GEN,
+    SevCommand.PDH_CERT_EXPORT,
+    SevCommand.GET_ID,
+    SevCommand.LAUNCH_SECRET,
+    SevCommand.ATTESTATION,
   ];
   const GUEST_SCAN = 24;
 

@@ -1,7 +1,7 @@
 // A guest context inside the firmware (ASPFW sev_guest.h sev_guest_t): policy, state, the VEK,
 // the launch digest and the transport keys. None of it leaves the PSP.
 import { createHash, type Hash } from 'node:crypto';
-import { type FirmwareVersion, launchMeasurementMac } from '../crypto/index.js';
+import { type FirmwareVersion, aes128Ctr, launchMeasurementMac, packetMac } from '../crypto/index.js';
 import { GuestState, type GuestStateCode, decodeSevPolicy } from '../abi/index.js';
 
 export type Activation = 'inactive' | 'pending' | 'active';
@@ -16,7 +16,8 @@ export class GuestContext {
   finalDigest: Buffer | undefined;
   measurement: Buffer | undefined;
   readonly #vek: Buffer;
-  /** Transport integrity key: all zero when the launch had no session (sev-reference §10.10). */
+  /** Transport keys: all zero when the launch had no session (sev-reference §10.10). */
+  readonly #tek: Buffer = Buffer.alloc(16);
   readonly #tik: Buffer = Buffer.alloc(16);
 
   constructor(
@@ -41,6 +42,35 @@ export class GuestContext {
     return Buffer.from(this.#vek);
   }
 
+  /** LAUNCH_START with a session: the TEK and TIK the owner wrapped to the PDH. */
+  openChannel(tek: Uint8Array, tik: Uint8Array): void {
+    this.#tek.set(tek);
+    this.#tik.set(tik);
+  }
+
+  /** LAUNCH_FINISH closes the channel (ASPFW sev_channel_close). */
+  closeChannel(): void {
+    this.#tek.fill(0);
+    this.#tik.fill(0);
+  }
+
+  /** The MAC of a transport packet under the TIK. */
+  packetMac(
+    context: number,
+    flags: number,
+    iv: Uint8Array,
+    guestLength: number,
+    ciphertext: Uint8Array,
+    measurement: Uint8Array,
+  ): Buffer {
+    return packetMac(this.#tik, context, flags, iv, guestLength, ciphertext, measurement);
+  }
+
+  /** Decrypts a transport payload with the TEK (AES-128-CTR). */
+  decryptPacket(iv: Uint8Array, ciphertext: Uint8Array): Buffer {
+    return aes128Ctr(this.#tek, iv, ciphertext);
+  }
+
   /** LAUNCH_MEASURE's MAC under the TIK (which stays here). */
   measurementMac(fw: FirmwareVersion, launchDigest: Uint8Array, mnonce: Uint8Array): Buffer {
     return launchMeasurementMac(this.#tik, fw, this.policy, launchDigest, mnonce);
@@ -49,6 +79,7 @@ export class GuestContext {
   /** DECOMMISSION / SHUTDOWN: the context is zeroed. */
   wipe(): void {
     this.#vek.fill(0);
+    this.#tek.fill(0);
     this.#tik.fill(0);
     this.launchDigest = undefined;
   }

@@ -10,6 +10,8 @@ export interface PlatformOptions {
   /** Installed DRAM; default 1 GiB (sparse). */
   readonly dramBytes?: number;
   readonly cache?: CacheGeometry;
+  /** Keep the platform identity (OCA, PEK, PDH) here across restarts; in memory if absent. */
+  readonly stateDirectory?: string;
 }
 
 /** A simulated AMD EPYC host: the SoC and its PSP mailbox. */
@@ -31,6 +33,7 @@ export function createPlatform(opts: PlatformOptions = {}): Platform {
     profile,
     paging: soc.paging,
     ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+    ...(opts.stateDirectory !== undefined ? { stateDirectory: opts.stateDirectory } : {}),
   });
   return { profile, soc, psp };
 }

@@ -6,7 +6,24 @@
 
 import {
   ActivateBuffer,
+  AttestationBuffer,
   DebugBuffer,
+  GET_ID_BYTES,
+  GetIdBuffer,
+  PACKET_FLAG_COMPRESSED,
+  POLICY_RESERVED_MASK,
+  PacketHeader,
+  PdhCertExportBuffer,
+  PekCertImportBuffer,
+  PekCsrBuffer,
+  SEV_ATTESTATION_SIGNED_LENGTH,
+  SEV_CERT_SIZE,
+  SessionBuffer,
+  SevAttestationReport,
+  SevCertAlgo,
+  SevCertUsage,
+  TransportBuffer,
+  decodeSevCert,
   COMMAND_BUFFER_SIZE,
   GuestState,
   GuestStatusBuffer,
@@ -27,7 +44,21 @@ import {
   TMR_SIZE,
   decodeSevPolicy,
 } from '../abi/index.js';
-import { Drbg, MEMORY_KEY_MATERIAL_BYTES } from '../crypto/index.js';
+import type { KeyObject } from 'node:crypto';
+import {
+  ChannelContext,
+  Drbg,
+  MEMORY_KEY_MATERIAL_BYTES,
+  deriveChannelWrapKeys,
+  macEquals,
+  p384PublicKeyFromAmd,
+  policyMac,
+  unwrapTransportKeys,
+} from '../crypto/index.js';
+import { chipSecret } from './chip-fuses.js';
+import { NvStorage } from './nv-storage.js';
+import { PlatformIdentity } from './platform-identity.js';
+import { type SimulatedAmdRoot, simulatedAmdRoot } from './simulated-amd-root.js';
 import {
   KEY_HOST,
   KEY_NONE,
@@ -66,7 +97,13 @@ export interface PspOptions {
   readonly profile: ProductProfile;
   readonly paging: PagingFormat;
   readonly seed?: string | number | bigint;
+  /** Where the platform keeps its identity across restarts (the PSP's flash); in memory if absent. */
+  readonly stateDirectory?: string;
+  /** The AMD root that signed this chip's CEK; the machine's simulated root by default. */
+  readonly amdRoot?: () => SimulatedAmdRoot;
 }
+
+const IDENTITY_RECORD = 'identity';
 
 export class Psp implements Mailbox {
   #platformState: PlatformStateCode = PlatformState.UNINIT;
@@ -81,11 +118,19 @@ export class Psp implements Mailbox {
   readonly #profile: ProductProfile;
   readonly #paging: PagingFormat;
   readonly log: MailboxRecord[] = [];
+  readonly #chipSecret: Buffer;
+  readonly #nv: NvStorage | undefined;
+  readonly #amdRoot: () => SimulatedAmdRoot;
+  #identityCache: PlatformIdentity | undefined;
 
   constructor(caps: PspCapabilities, opts: PspOptions) {
     this.#caps = caps;
     this.#profile = opts.profile;
     this.#paging = opts.paging;
+    this.#chipSecret = chipSecret(opts.seed, opts.stateDirectory);
+    this.#nv =
+      opts.stateDirectory === undefined ? undefined : new NvStorage(opts.stateDirectory, this.#chipSecret);
+    this.#amdRoot = opts.amdRoot ?? (() => simulatedAmdRoot());
     this.#keyRng = Drbg.create(opts.seed, 'psp-key-rng');
     this.#nonceRng = Drbg.create(opts.seed, 'psp-nonce-rng');
     this.#asids = new AsidTable(opts.profile.maxSevAsid);
@@ -145,6 +190,24 @@ export class Psp implements Mailbox {
         return this.#decommission(buf);
       case SevCommand.GUEST_STATUS:
         return this.#guestStatus(buf);
+      case SevCommand.PLATFORM_RESET:
+        return this.#platformReset();
+      case SevCommand.PEK_GEN:
+        return this.#pekGen();
+      case SevCommand.PEK_CSR:
+        return this.#pekCsr(buf);
+      case SevCommand.PEK_CERT_IMPORT:
+        return this.#pekCertImport(buf);
+      case SevCommand.PDH_GEN:
+        return this.#pdhGen();
+      case SevCommand.PDH_CERT_EXPORT:
+        return this.#pdhCertExport(buf);
+      case SevCommand.GET_ID:
+        return this.#getId(buf);
+      case SevCommand.LAUNCH_SECRET:
+        return this.#launchSecret(buf);
+      case SevCommand.ATTESTATION:
+        return this.#attestation(buf);
       case SevCommand.DBG_DECRYPT:
         return this.#debugCrypt(buf, false);
       case SevCommand.DBG_ENCRYPT:
@@ -220,7 +283,7 @@ export class Psp implements Mailbox {
       apiMajor: this.#profile.firmware.major,
       apiMinor: this.#profile.firmware.minor,
       state: this.#platformState,
-      owner: 0,
+      owner: !uninit && this.#existingIdentity()?.externallyOwned === true ? 1 : 0,
       config: uninit ? 0 : this.#configFlags,
       buildId: this.#profile.firmware.build,
       guestCount: uninit ? 0 : this.#guests.size,
@@ -241,9 +304,19 @@ export class Psp implements Mailbox {
       return fail(SevStatus.INVALID_PLATFORM_STATE);
     }
     const cmd = LaunchStartBuffer.decode(buf);
+    // With a GODH certificate the owner opens a channel; without one, TEK and TIK stay zero and the
+    // policy is not checked (ASPFW sev_mcmd_launch_start).
+    let channel: { tek: Buffer; tik: Buffer } | undefined;
     if (cmd.gdhCertPaddr !== 0n) {
-      // The owner's session (GODH certificate + session buffer) is part of the certificate work.
-      return fail(SevStatus.UNSUPPORTED);
+      const opened = this.#openChannel(
+        cmd.gdhCertPaddr,
+        cmd.gdhCertLength,
+        cmd.sessionPaddr,
+        cmd.sessionLength,
+        cmd.policy,
+      );
+      if (typeof opened === 'number') return fail(opened);
+      channel = opened;
     }
     let vek: Buffer;
     if (cmd.handle !== 0) {
@@ -268,6 +341,11 @@ export class Psp implements Mailbox {
     }
     const guest = new GuestContext(handle, cmd.policy, vek);
     vek.fill(0);
+    if (channel !== undefined) {
+      guest.openChannel(channel.tek, channel.tik);
+      channel.tek.fill(0);
+      channel.tik.fill(0);
+    }
     this.#guests.set(handle, guest);
     this.#platformState = PlatformState.WORKING;
     const out = Buffer.from(buf);
@@ -335,6 +413,7 @@ export class Psp implements Mailbox {
       g.activation = 'active';
       this.#asids.bind(g.asid, g.handle, 'in-use');
     }
+    g.closeChannel();
     g.state = GuestState.RUNNING;
     return ok();
   }
@@ -417,6 +496,266 @@ export class Psp implements Mailbox {
     // The guest side uses the guest's key whatever C-bit the host put in that address.
     const data = this.#caps.dma.read(src.spa, cmd.length, encrypt ? src.key : g.asid);
     this.#caps.dma.write(dst.spa, data, encrypt ? g.asid : dst.key);
+    return ok();
+  }
+
+  // ---- platform identity (sev-reference §2.8) ---------------------------------------------
+
+  /** The identity in flash, created (and stored) on first use like the firmware's INIT does. */
+  #identity(): PlatformIdentity {
+    if (this.#identityCache !== undefined) return this.#identityCache;
+    const existing = this.#existingIdentity();
+    if (existing !== undefined) return existing;
+    const identity = PlatformIdentity.create(
+      this.#chipSecret,
+      this.#amdRoot(),
+      this.#keyRng,
+      this.#profile.firmware,
+    );
+    this.#nv?.save(IDENTITY_RECORD, identity.serialize());
+    this.#identityCache = identity;
+    return identity;
+  }
+
+  /** The identity if it exists already (loaded from flash if need be), without creating one. */
+  #existingIdentity(): PlatformIdentity | undefined {
+    if (this.#identityCache !== undefined) return this.#identityCache;
+    const stored = this.#nv?.load(IDENTITY_RECORD);
+    if (stored !== undefined) this.#identityCache = PlatformIdentity.deserialize(stored, this.#chipSecret);
+    return this.#identityCache;
+  }
+
+  /**
+   * Applies `change` to a copy of the identity and commits it to flash; only then does the PSP use
+   * it. A failed write (power loss, a broken flash) leaves the previous identity in force.
+   */
+  #updateIdentity(change: (id: PlatformIdentity) => string | undefined): SevStatusCode {
+    const id = PlatformIdentity.deserialize(this.#identity().serialize(), this.#chipSecret);
+    const refusal = change(id);
+    if (refusal !== undefined) return SevStatus[refusal as keyof typeof SevStatus];
+    try {
+      this.#nv?.save(IDENTITY_RECORD, id.serialize());
+    } catch {
+      return SevStatus.HWERROR_PLATFORM;
+    }
+    this.#identityCache = id;
+    return SevStatus.SUCCESS;
+  }
+
+  #platformReset(): Result {
+    if (this.#platformState !== PlatformState.UNINIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
+    // OCA, PEK and PDH are erased; the CEK is a function of the chip and comes back unchanged.
+    this.#nv?.erase(IDENTITY_RECORD);
+    this.#identityCache = undefined;
+    return ok();
+  }
+
+  #pekGen(): Result {
+    if (this.#platformState !== PlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
+    return fail(
+      this.#updateIdentity((id) => {
+        id.regeneratePek(this.#keyRng, this.#profile.firmware);
+        return undefined;
+      }),
+    );
+  }
+
+  #pdhGen(): Result {
+    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
+      return fail(SevStatus.INVALID_PLATFORM_STATE);
+    }
+    return fail(
+      this.#updateIdentity((id) => {
+        id.regeneratePdh(this.#keyRng, this.#profile.firmware);
+        return undefined;
+      }),
+    );
+  }
+
+  #pekCsr(buf: Buffer): Result {
+    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
+      return fail(SevStatus.INVALID_PLATFORM_STATE);
+    }
+    const cmd = PekCsrBuffer.decode(buf);
+    if (cmd.csrLength < SEV_CERT_SIZE) {
+      const out = Buffer.from(buf);
+      PekCsrBuffer.write(out, { csrLength: SEV_CERT_SIZE });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    const where = this.#address(cmd.csrPaddr, SEV_CERT_SIZE);
+    if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    this.#caps.dma.write(where.spa, this.#identity().pekCsr(), where.key);
+    return ok();
+  }
+
+  #pekCertImport(buf: Buffer): Result {
+    if (this.#platformState !== PlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
+    const cmd = PekCertImportBuffer.decode(buf);
+    if (this.#existingIdentity()?.externallyOwned === true) return fail(SevStatus.ALREADY_OWNED);
+    if (cmd.pekLength !== SEV_CERT_SIZE || cmd.ocaLength !== SEV_CERT_SIZE)
+      return fail(SevStatus.INVALID_LENGTH);
+    const pekAt = this.#address(cmd.pekPaddr, SEV_CERT_SIZE);
+    const ocaAt = this.#address(cmd.ocaPaddr, SEV_CERT_SIZE);
+    if (pekAt === undefined || ocaAt === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    const pek = this.#caps.dma.read(pekAt.spa, SEV_CERT_SIZE, pekAt.key);
+    const oca = this.#caps.dma.read(ocaAt.spa, SEV_CERT_SIZE, ocaAt.key);
+    return fail(this.#updateIdentity((id) => id.importPek(pek, oca, this.#keyRng, this.#profile.firmware)));
+  }
+
+  #pdhCertExport(buf: Buffer): Result {
+    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
+      return fail(SevStatus.INVALID_PLATFORM_STATE);
+    }
+    const cmd = PdhCertExportBuffer.decode(buf);
+    const chainLength = 3 * SEV_CERT_SIZE;
+    if (cmd.pdhLength < SEV_CERT_SIZE || cmd.chainLength < chainLength) {
+      const out = Buffer.from(buf);
+      PdhCertExportBuffer.write(out, { pdhLength: SEV_CERT_SIZE, chainLength });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    const pdhAt = this.#address(cmd.pdhPaddr, SEV_CERT_SIZE);
+    const chainAt = this.#address(cmd.chainPaddr, chainLength);
+    if (pdhAt === undefined || chainAt === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    const id = this.#identity();
+    this.#caps.dma.write(pdhAt.spa, id.pdhCert, pdhAt.key);
+    // The chain is PEK ‖ OCA ‖ CEK (sev-tool sev_cert_chain_buf).
+    this.#caps.dma.write(chainAt.spa, Buffer.concat([id.pekCert, id.ocaCert, id.cekCert]), chainAt.key);
+    return ok();
+  }
+
+  #getId(buf: Buffer): Result {
+    const cmd = GetIdBuffer.decode(buf);
+    if (cmd.idLength < GET_ID_BYTES) {
+      const out = Buffer.from(buf);
+      GetIdBuffer.write(out, { idLength: GET_ID_BYTES });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    const where = this.#address(cmd.idPaddr, GET_ID_BYTES);
+    if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    this.#caps.dma.write(where.spa, this.#identity().chipId, where.key);
+    return ok();
+  }
+
+  // ---- the owner's channel (sev-reference §4, §5.3) -----------------------------------------
+
+  /**
+   * LAUNCH_START with a session: sanity-check the GODH certificate, ECDH with the PDH, derive KEK/KIK,
+   * check the wrap MAC, unwrap TEK/TIK, check the policy MAC and the policy itself.
+   */
+  #openChannel(
+    certPaddr: bigint,
+    certLength: number,
+    sessionPaddr: bigint,
+    sessionLength: number,
+    policy: number,
+  ): { tek: Buffer; tik: Buffer } | SevStatusCode {
+    if (sessionLength !== SessionBuffer.size || certLength !== SEV_CERT_SIZE) return SevStatus.INVALID_LENGTH;
+    const certAt = this.#address(certPaddr, SEV_CERT_SIZE);
+    const sessionAt = this.#address(sessionPaddr, SessionBuffer.size);
+    if (certAt === undefined || sessionAt === undefined) return SevStatus.INVALID_ADDRESS;
+    let godh: KeyObject;
+    try {
+      const cert = decodeSevCert(this.#caps.dma.read(certAt.spa, SEV_CERT_SIZE, certAt.key));
+      // Only a sanity check: the GODH's signatures are ignored (ASPFW sev_cert_sanity_check).
+      if (
+        cert.pubkey.type !== 'ec' ||
+        cert.pubkey.usage !== SevCertUsage.PDH ||
+        cert.pubkey.algo !== SevCertAlgo.ECDH_SHA256
+      ) {
+        return SevStatus.INVALID_CERTIFICATE;
+      }
+      godh = p384PublicKeyFromAmd(cert.pubkey);
+    } catch {
+      return SevStatus.INVALID_CERTIFICATE;
+    }
+    const session = SessionBuffer.decode(
+      this.#caps.dma.read(sessionAt.spa, SessionBuffer.size, sessionAt.key),
+    );
+    const z = this.#identity().agreeWithPdh(godh);
+    const wrap = deriveChannelWrapKeys(z, session.nonce);
+    z.fill(0);
+    const keys = unwrapTransportKeys(wrap, session.wrapIv, session.wrapTk, session.wrapMac);
+    wrap.kek.fill(0);
+    wrap.kik.fill(0);
+    if (keys === undefined || !macEquals(policyMac(keys.tik, policy), session.policyMac))
+      return SevStatus.BAD_MEASUREMENT;
+    const p = decodeSevPolicy(policy);
+    const fw = this.#profile.firmware;
+    if (
+      (policy & POLICY_RESERVED_MASK) !== 0 ||
+      p.apiMajor > fw.major ||
+      (p.apiMajor === fw.major && p.apiMinor > fw.minor)
+    ) {
+      return SevStatus.POLICY_FAILURE;
+    }
+    return keys;
+  }
+
+  /** LAUNCH_SECRET: MAC-check the packet under the TIK, decrypt it with the TEK, write it under the VEK. */
+  #launchSecret(buf: Buffer): Result {
+    const cmd = TransportBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [GuestState.LSECRET]);
+    if (typeof g === 'number') return fail(g);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
+    if (cmd.guestPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
+    if (
+      cmd.hdrLength !== PacketHeader.size ||
+      cmd.guestLength === 0 ||
+      cmd.guestLength % 16 !== 0 ||
+      cmd.guestLength !== cmd.transLength
+    ) {
+      return fail(SevStatus.INVALID_LENGTH);
+    }
+    const hdrAt = this.#address(cmd.hdrPaddr, PacketHeader.size);
+    const transAt = this.#address(cmd.transPaddr, cmd.transLength);
+    const guestAt = this.#address(cmd.guestPaddr, cmd.guestLength);
+    if (hdrAt === undefined || transAt === undefined || guestAt === undefined)
+      return fail(SevStatus.INVALID_ADDRESS);
+    const hdr = PacketHeader.decode(this.#caps.dma.read(hdrAt.spa, PacketHeader.size, hdrAt.key));
+    if ((hdr.flags & PACKET_FLAG_COMPRESSED) !== 0) return fail(SevStatus.UNSUPPORTED);
+    const ct = this.#caps.dma.read(transAt.spa, cmd.transLength, transAt.key);
+    const mac = g.packetMac(
+      ChannelContext.SECRET,
+      hdr.flags,
+      hdr.iv,
+      cmd.guestLength,
+      ct,
+      g.measurement ?? Buffer.alloc(32),
+    );
+    if (!macEquals(mac, hdr.mac)) return fail(SevStatus.BAD_MEASUREMENT);
+    const plain = g.decryptPacket(hdr.iv, ct);
+    this.#caps.dma.write(guestAt.spa, plain, g.asid);
+    plain.fill(0);
+    return ok();
+  }
+
+  /** ATTESTATION: the launch digest and policy, with the caller's nonce, signed by the PEK. */
+  #attestation(buf: Buffer): Result {
+    const cmd = AttestationBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [
+      GuestState.LSECRET,
+      GuestState.RUNNING,
+      GuestState.SUPDATE,
+      GuestState.SENT,
+    ]);
+    if (typeof g === 'number') return fail(g);
+    if (cmd.length < SevAttestationReport.size) {
+      const out = Buffer.from(buf);
+      AttestationBuffer.write(out, { length: SevAttestationReport.size });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    const where = this.#address(cmd.paddr, SevAttestationReport.size);
+    if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    const report = SevAttestationReport.encode({
+      mnonce: cmd.mnonce,
+      launchDigest: g.finalDigest ?? Buffer.alloc(32),
+      policy: g.policy,
+      sigUsage: SevCertUsage.PEK,
+      sigAlgo: SevCertAlgo.ECDSA_SHA256,
+    });
+    const sig = this.#identity().signWithPek(report.subarray(0, SEV_ATTESTATION_SIGNED_LENGTH));
+    SevAttestationReport.write(report, { sigR: sig.r, sigS: sig.s });
+    this.#caps.dma.write(where.spa, report, where.key);
     return ok();
   }
 

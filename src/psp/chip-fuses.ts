@@ -1,0 +1,28 @@
+// The chip's secret, fused at manufacturing: the root of the CEK, the chip ID and the sealing key of
+// the PSP's flash. Seeded runs derive it from the seed; otherwise a state directory keeps it in a
+// "fuses" file (the chip itself, not software-visible storage) and in-memory platforms draw it fresh.
+import { randomBytes } from 'node:crypto';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Drbg } from '../crypto/index.js';
+
+const SECRET_BYTES = 32;
+
+export function chipSecret(
+  seed: string | number | bigint | undefined,
+  stateDirectory: string | undefined,
+): Buffer {
+  if (seed !== undefined) return Drbg.fromSeed(seed, 'chip-secret').generate(SECRET_BYTES);
+  if (stateDirectory === undefined) return randomBytes(SECRET_BYTES);
+  const file = join(stateDirectory, 'fuses.bin');
+  try {
+    const fused = readFileSync(file);
+    if (fused.length === SECRET_BYTES) return fused;
+  } catch {
+    /* a new chip */
+  }
+  mkdirSync(stateDirectory, { recursive: true, mode: 0o700 });
+  const fresh = randomBytes(SECRET_BYTES);
+  writeFileSync(file, fresh, { mode: 0o600, flag: 'wx' });
+  return fresh;
+}
