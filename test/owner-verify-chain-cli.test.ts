@@ -4,7 +4,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync, readFileSync } from 'n
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, CommanderError } from 'commander';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { addVerifyChainCommand } from '../src/cli/owner-verify-chain.js';
 
 const TESTDATA = resolve(import.meta.dirname, '../../shared/testdata');
@@ -25,11 +25,21 @@ function run(args: string[]): Run {
     .configureOutput({ writeOut: (s) => (out += s), writeErr: (s) => (err += s) });
   addVerifyChainCommand(owner);
   let exitCode = 0;
+  // A broken chain is a verdict: the command writes its reason to stderr and sets process.exitCode.
+  const stderr = vi.spyOn(process.stderr, 'write').mockImplementation((chunk: string | Uint8Array) => {
+    err += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
+    return true;
+  });
+  process.exitCode = undefined;
   try {
     owner.parse(['verify-chain', ...args], { from: 'user' });
+    exitCode = Number(process.exitCode ?? 0);
   } catch (e) {
     if (!(e instanceof CommanderError)) throw e;
     exitCode = e.exitCode;
+  } finally {
+    stderr.mockRestore();
+    process.exitCode = undefined;
   }
   expect(err).not.toMatch(/\n\s+at /); // no stack traces
   return { out, err, exitCode };

@@ -1243,6 +1243,7 @@ describe('property: random mailbox traffic', () => {
     SevCommand.GET_ID,
     SevCommand.LAUNCH_SECRET,
     SevCommand.ATTESTATION,
+    SevCommand.LAUNCH_UPDATE_VMSA,
   ];
   const GUEST_SCAN = 24;
 

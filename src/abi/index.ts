@@ -13,3 +13,4 @@ export * from './vmsa.js';
 export * from './sev-session.js';
 export * from './sev-attestation-report.js';
 export * from './sev-cert-signature.js';
+export * from './efi-secret-table.js';

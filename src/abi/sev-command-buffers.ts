@@ -143,6 +143,7 @@ export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x23: GuestStatusBuffer.size,
   0x30: LaunchStartBuffer.size,
   0x31: LaunchUpdateBuffer.size,
+  0x32: LaunchUpdateBuffer.size,
   0x33: LaunchMeasureBuffer.size,
   0x35: HandleBuffer.size,
   0x03: 0,

@@ -1,10 +1,5 @@
 #!/usr/bin/env node
-// The `sevsim` command.
-import { buildProgram } from './program.js';
+// The `sevsim` command. Exit codes: 0 success, 1 a check failed, 2 bad input or a usage error.
+import { runCli } from './run.js';
 
-try {
-  await buildProgram().parseAsync(process.argv);
-} catch (err) {
-  process.stderr.write(`sevsim: ${err instanceof Error ? err.message : String(err)}\n`);
-  process.exitCode = 2;
-}
+process.exitCode = await runCli(process.argv.slice(2));

@@ -229,11 +229,10 @@ function runVerifyChain(chainDir: string, opts: VerifyChainOptions, cmd: Command
     write(`${lines.join('\n')}\n`);
   }
   if (broken.length > 0) {
+    // A failed check is a verdict, not a usage error: say why on stderr, no help text, exit 1.
     const detail = malformed.map((p) => `; ${p.problem}`).join('');
-    cmd.error(`error: chain broken at ${broken.join(', ')}${detail}`, {
-      exitCode: EXIT_BROKEN,
-      code: 'sevsim.chain-broken',
-    });
+    process.stderr.write(`error: chain broken at ${broken.join(', ')}${detail}\n`);
+    process.exitCode = EXIT_BROKEN;
   }
 }
 

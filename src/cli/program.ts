@@ -5,6 +5,13 @@ import { runSevDemo } from '../scenarios/sev-demo.js';
 import { renderDemo } from './render-demo.js';
 import { addMeasureCommand } from './owner-measure.js';
 import { addVerifyChainCommand } from './owner-verify-chain.js';
+import { addLaunchCommand } from './launch-command.js';
+import {
+  addSecretCommand,
+  addSessionCommand,
+  addVerifyAttestationCommand,
+  addVerifyMeasurementCommand,
+} from './owner-session.js';
 
 function parseSeed(v: string): string {
   if (!/^[0-9A-Za-z_-]{1,64}$/.test(v))
@@ -60,5 +67,10 @@ export function buildProgram(): Command {
     );
   addVerifyChainCommand(owner);
   addMeasureCommand(owner);
+  addSessionCommand(owner);
+  addVerifyMeasurementCommand(owner);
+  addSecretCommand(owner);
+  addVerifyAttestationCommand(owner);
+  addLaunchCommand(program);
   return program;
 }

@@ -9,3 +9,4 @@ export {
   type GuestProgram,
   type Step,
 } from './kernel.js';
+export { OvmfFirmwareModel, DEFAULT_SECRET_GPA } from './firmware-model.js';

@@ -70,6 +70,10 @@ export const insn = {
   *invlpg(va: number): Step<void> {
     yield { op: 'invlpg', va };
   },
+  /** HLT until the host stops running the vCPU. */
+  *hltForever(): Step<void> {
+    yield { op: 'hlt' };
+  },
   *clflushPage(va: number): Step<void> {
     for (let off = 0; off < PAGE_SIZE; off += LINE_SIZE) yield { op: 'clflush', va: va + off };
   },

@@ -133,18 +133,92 @@ export class Hypervisor {
     return this.driver.call(SevCommand.PLATFORM_STATUS, PlatformStatusBuffer, {});
   }
 
-  /** KVM's sev_asid_new: lowest never-used plain-SEV ASID, else reclaim freed ones with WBINVD + DF_FLUSH. */
-  allocateAsid(): number {
+  /**
+   * KVM's sev_asid_new: lowest never-used ASID of the guest's range (SEV-ES/SNP: 1 .. minSevAsid-1,
+   * plain SEV: minSevAsid .. max), else reclaim freed ones with WBINVD + DF_FLUSH.
+   */
+  allocateAsid(encryptedState = false): number {
     const { minSevAsid, maxSevAsid } = this.platform.profile;
-    for (let a = minSevAsid; a <= maxSevAsid; a++) if (!this.#usedAsids.has(a)) return a;
-    if (this.#reclaimable.size > 0) {
+    const [lo, hi] = encryptedState ? [1, minSevAsid - 1] : [minSevAsid, maxSevAsid];
+    for (let a = lo; a <= hi; a++) if (!this.#usedAsids.has(a)) return a;
+    const freed = [...this.#reclaimable].filter((a) => a >= lo && a <= hi);
+    if (freed.length > 0) {
       this.soc.hostMemory.wbinvd();
       this.driver.callSimple(SevCommand.DF_FLUSH);
-      const a = Math.min(...this.#reclaimable);
+      const a = Math.min(...freed);
       this.#reclaimable.delete(a);
       return a;
     }
-    throw new Error('no free SEV ASID');
+    throw new Error(`no free ${encryptedState ? 'SEV-ES' : 'SEV'} ASID`);
+  }
+
+  /**
+   * Guest memory for the given GPA ranges: host frames (contiguous per range), zeroed, flushed (the
+   * guest will use them under its own key; KVM flushes on KVM_MEMORY_ENCRYPT_REG_REGION) and mapped
+   * in fresh nested page tables. The low-level half of createVm and of firmware launches.
+   */
+  allocateVm(
+    name: string,
+    asid: number,
+    sev: boolean,
+    policy: number,
+    ranges: readonly { gpa: number; bytes: number }[],
+  ): Vm {
+    this.#usedAsids.add(asid);
+    this.#reclaimable.delete(asid);
+    const mem = this.soc.hostMemory;
+    const npt = new NestedPageTable(mem, this.frames, this.soc.paging);
+    const frames = new Map<number, number>();
+    let total = 0;
+    for (const range of ranges) {
+      if (range.bytes % PAGE_SIZE !== 0 || range.bytes <= 0 || range.gpa % PAGE_SIZE !== 0) {
+        throw new RangeError('guest memory ranges must be page-aligned and non-empty');
+      }
+      this.frames.allocateMany(range.bytes / PAGE_SIZE, true).forEach((spa, i) => {
+        const gpa = range.gpa + i * PAGE_SIZE;
+        frames.set(gpa / PAGE_SIZE, spa);
+        mem.write(spa, Buffer.alloc(PAGE_SIZE), false);
+        if (sev) mem.clflushRange(spa, PAGE_SIZE);
+        npt.map(gpa, { spa, writable: true, executable: true, hostEncrypted: false });
+      });
+      total += range.bytes;
+    }
+    const vm = new Vm(name, asid, sev, policy, total, this.frames.allocate(), npt, frames);
+    this.vms.push(vm);
+    return vm;
+  }
+
+  /** The VMCB of a new VM (ASID, nested paging, SEV) starting at `rip` with paging off, and its software. */
+  prepareVmcb(vm: Vm, software: GuestSoftware): void {
+    const mem = this.soc.hostMemory;
+    mem.write(vm.vmcb, Buffer.alloc(PAGE_SIZE), true);
+    mem.write(
+      vm.vmcb,
+      VmcbControl.encode({
+        asid: vm.asid,
+        nestedControl: NESTED_CTL_NP_ENABLE | (vm.sev ? NESTED_CTL_SEV_ENABLE : 0n),
+        nestedCr3: BigInt(vm.npt.nestedCr3),
+        tlbControl: TLB_CONTROL_FLUSH_ASID,
+      }),
+      true,
+    );
+    mem.write(
+      vm.vmcb + VMCB_SAVE_AREA_OFFSET,
+      SaveArea.encode({ rip: BigInt(software.codeBase), cr0: CR0_PE, efer: EFER_SVME }),
+      true,
+    );
+    this.soc.attachGuestSoftware(this.soc.paging.withCBit(vm.vmcb), software);
+  }
+
+  /** Writes bytes into guest memory through the host's unencrypted mapping (loading an image). */
+  loadGuestImage(vm: Vm, gpa: number, image: Uint8Array): void {
+    for (let off = 0; off < image.length; off += PAGE_SIZE) {
+      this.soc.hostMemory.write(
+        vm.spaOf(gpa + off),
+        image.subarray(off, Math.min(off + PAGE_SIZE, image.length)),
+        false,
+      );
+    }
   }
 
   /** Creates a VM, loads its image and, for SEV, launches it through the PSP. */
@@ -156,53 +230,10 @@ export class Hypervisor {
     // Non-SEV guests take ASIDs above the SEV range (SVM has far more ASIDs than key slots).
     const asid =
       config.asid ?? (sev ? this.allocateAsid() : this.platform.profile.maxSevAsid + ++this.#plainVms);
-    this.#usedAsids.add(asid);
-    this.#reclaimable.delete(asid);
-    const mem = this.soc.hostMemory;
-    const npt = new NestedPageTable(mem, this.frames, this.soc.paging);
-    const frames = new Map<number, number>();
-    const spas = this.frames.allocateMany(config.memoryBytes / PAGE_SIZE);
-    spas.forEach((spa, gfn) => {
-      frames.set(gfn, spa);
-      mem.write(spa, Buffer.alloc(PAGE_SIZE), false);
-      // The guest will use these frames under its own key: flush the host's C=0 lines now, or their
-      // later write-back would overwrite guest ciphertext (KVM flushes on KVM_MEMORY_ENCRYPT_REG_REGION).
-      if (sev) mem.clflushRange(spa, PAGE_SIZE);
-      npt.map(gfn * PAGE_SIZE, { spa, writable: true, executable: true, hostEncrypted: false });
-    });
-    const vmcb = this.frames.allocate();
-    const vm = new Vm(config.name, asid, sev, policy, config.memoryBytes, vmcb, npt, frames);
-    this.vms.push(vm);
-
-    // Load the image as plaintext through the host's (unencrypted) mapping of guest memory.
-    const image = config.software.code;
-    for (let off = 0; off < image.length; off += PAGE_SIZE) {
-      mem.write(
-        vm.spaOf(config.software.codeBase + off),
-        image.subarray(off, Math.min(off + PAGE_SIZE, image.length)),
-        false,
-      );
-    }
+    const vm = this.allocateVm(config.name, asid, sev, policy, [{ gpa: 0, bytes: config.memoryBytes }]);
+    this.loadGuestImage(vm, config.software.codeBase, config.software.code);
     if (sev) this.#launch(vm, config.software, policy);
-
-    // VMCB: ASID, nested paging (+SEV), the guest starts at the image with paging off.
-    mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
-    mem.write(
-      vmcb,
-      VmcbControl.encode({
-        asid,
-        nestedControl: NESTED_CTL_NP_ENABLE | (sev ? NESTED_CTL_SEV_ENABLE : 0n),
-        nestedCr3: BigInt(npt.nestedCr3),
-        tlbControl: TLB_CONTROL_FLUSH_ASID,
-      }),
-      true,
-    );
-    mem.write(
-      vmcb + VMCB_SAVE_AREA_OFFSET,
-      SaveArea.encode({ rip: BigInt(config.software.codeBase), cr0: CR0_PE, efer: EFER_SVME }),
-      true,
-    );
-    this.soc.attachGuestSoftware(this.soc.paging.withCBit(vmcb), config.software);
+    this.prepareVmcb(vm, config.software);
     return vm;
   }
 

@@ -4,3 +4,11 @@ export { PspDriver, PspCommandError } from './psp-driver.js';
 export { NestedPageTable, type NestedMapping } from './nested-page-table.js';
 export { FrameAllocator, OutOfMemoryError } from './frame-allocator.js';
 export { Adversary, type AttackAttempt } from './adversary.js';
+export {
+  firmwareBase,
+  startFirmwareLaunch,
+  injectLaunchSecret,
+  finishFirmwareLaunch,
+  type FirmwareLaunchConfig,
+  type PendingLaunch,
+} from './firmware-launch.js';

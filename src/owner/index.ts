@@ -2,3 +2,6 @@
 // on real hardware output.
 export * from './sev-chain.js';
 export * from './launch-digest.js';
+export * from './launch-session.js';
+export * from './launch-secret.js';
+export * from './sev-attestation.js';

@@ -72,6 +72,8 @@ import { GuestContext } from './guest-context.js';
 
 /** At most 1024 guests, handles 1..1024 (ASPFW sev_plat.h SEV_GUEST_COUNT_MAX). */
 export const MAX_GUESTS = 1024;
+/** An SEV-ES VMSA is one page. */
+const VMSA_SIZE = 0x1000;
 /** Firmware reads LAUNCH_UPDATE data in chunks (ASPFW uses 0x5000; larger here for speed). */
 const UPDATE_CHUNK = 1 << 20;
 
@@ -178,6 +180,8 @@ export class Psp implements Mailbox {
         return this.#launchStart(buf);
       case SevCommand.LAUNCH_UPDATE_DATA:
         return this.#launchUpdateData(buf);
+      case SevCommand.LAUNCH_UPDATE_VMSA:
+        return this.#launchUpdateData(buf, true);
       case SevCommand.LAUNCH_MEASURE:
         return this.#launchMeasure(buf);
       case SevCommand.LAUNCH_FINISH:
@@ -362,10 +366,13 @@ export class Psp implements Mailbox {
     return g;
   }
 
-  #launchUpdateData(buf: Buffer): Result {
+  /** LAUNCH_UPDATE_DATA, and LAUNCH_UPDATE_VMSA (one 4 KiB save area of an SEV-ES vCPU). */
+  #launchUpdateData(buf: Buffer, vmsa = false): Result {
     const cmd = LaunchUpdateBuffer.decode(buf);
+    if (vmsa && cmd.length !== VMSA_SIZE) return fail(SevStatus.INVALID_LENGTH);
     const g = this.#guestFor(cmd.handle, [GuestState.LUPDATE]);
     if (typeof g === 'number') return fail(g);
+    if (vmsa && !g.encryptedState) return fail(SevStatus.UNSUPPORTED);
     if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
     if (cmd.paddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
     if (cmd.length === 0 || cmd.length % 16 !== 0) return fail(SevStatus.INVALID_LENGTH);

@@ -1,0 +1,156 @@
+// Launching a real firmware image the way QEMU/KVM do for SEV and SEV-ES (sev-reference §5.1, §6.1):
+// the image is mapped just below 4 GiB like a pflash device and measured whole with
+// LAUNCH_UPDATE_DATA; for SEV-ES each vCPU's reset-state VMSA follows with LAUNCH_UPDATE_VMSA. The
+// launch stops after LAUNCH_MEASURE so the guest owner can check the measurement and inject a secret
+// (LAUNCH_SECRET) before LAUNCH_FINISH.
+import {
+  ActivateBuffer,
+  HandleBuffer,
+  LaunchMeasureBuffer,
+  LaunchMeasurement,
+  LaunchStartBuffer,
+  LaunchUpdateBuffer,
+  PacketHeader,
+  SEV_CERT_SIZE,
+  SessionBuffer,
+  SevCommand,
+  TransportBuffer,
+  buildResetVmsa,
+  parseOvmfFooter,
+} from '../abi/index.js';
+import { PAGE_SIZE, type GuestSoftware } from '../soc/index.js';
+import type { Hypervisor, Vm } from './hypervisor.js';
+
+const FOUR_GIB = 0x1_0000_0000;
+const VMSA_BYTES = 0x1000;
+
+/** Where a firmware image of `size` bytes sits: just below 4 GiB (QEMU pc_system_flash_map). */
+export function firmwareBase(size: number): number {
+  return FOUR_GIB - size;
+}
+
+export interface FirmwareLaunchConfig {
+  readonly name: string;
+  /** Low RAM, GPA 0 .. memoryBytes. */
+  readonly memoryBytes: number;
+  /** The firmware image (e.g. OVMF.fd); its footer gives the SEV-ES AP reset address. */
+  readonly firmware: Buffer;
+  /** What executes the image once it runs (its code must be the image at {@link firmwareBase}). */
+  readonly software: GuestSoftware;
+  readonly policy: number;
+  /** SEV-ES: one VMSA per vCPU is measured. */
+  readonly encryptedState: boolean;
+  readonly vcpus: number;
+  /** CPUID(1).EAX of the vCPU model, for the VMSAs' RDX. */
+  readonly vcpuSignature: number;
+  /** The guest owner's GODH certificate and session buffer (no transport keys without them). */
+  readonly session?: { readonly godhCert: Buffer; readonly session: Buffer };
+}
+
+/** A launch waiting for its owner between LAUNCH_MEASURE and LAUNCH_FINISH. */
+export interface PendingLaunch {
+  readonly vm: Vm;
+  /** The 0x30-byte LAUNCH_MEASURE output (measurement ‖ mnonce), what QEMU's query-sev-launch-measure returns. */
+  readonly measurementBlob: Buffer;
+}
+
+/** Copies bytes into fresh host pages (C=0) and returns the first page's address. */
+function stage(hv: Hypervisor, bytes: Buffer): number {
+  const pages = Math.max(1, Math.ceil(bytes.length / PAGE_SIZE));
+  const base = hv.frames.allocateMany(pages, true)[0] as number;
+  hv.soc.hostMemory.write(base, bytes, false);
+  hv.soc.hostMemory.clflushRange(base, pages * PAGE_SIZE);
+  return base;
+}
+
+/** LAUNCH_START … LAUNCH_MEASURE. Throws PspCommandError if the PSP refuses a step. */
+export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig): PendingLaunch {
+  const size = config.firmware.length;
+  if (size === 0 || size % PAGE_SIZE !== 0)
+    throw new RangeError('a firmware image is a non-zero multiple of 4 KiB');
+  const base = firmwareBase(size);
+  if (config.software.codeBase !== base)
+    throw new RangeError(`the firmware's software must execute at 0x${base.toString(16)}`);
+  const footer = parseOvmfFooter(config.firmware);
+  const asid = hv.allocateAsid(config.encryptedState);
+  const vm = hv.allocateVm(config.name, asid, true, config.policy, [
+    { gpa: 0, bytes: config.memoryBytes },
+    { gpa: base, bytes: size },
+  ]);
+  const d = hv.driver;
+  const session =
+    config.session === undefined
+      ? {}
+      : {
+          gdhCertPaddr: BigInt(stage(hv, config.session.godhCert)),
+          gdhCertLength: SEV_CERT_SIZE,
+          sessionPaddr: BigInt(stage(hv, config.session.session)),
+          sessionLength: SessionBuffer.size,
+        };
+  vm.handle = d.call(SevCommand.LAUNCH_START, LaunchStartBuffer, {
+    handle: 0,
+    policy: config.policy,
+    ...session,
+  }).handle;
+  d.call(SevCommand.ACTIVATE, ActivateBuffer, { handle: vm.handle, asid });
+  // The whole flash image, in one command (QEMU sev_encrypt_flash).
+  hv.loadGuestImage(vm, base, config.firmware);
+  hv.soc.hostMemory.clflushRange(vm.spaOf(base), size);
+  d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+    handle: vm.handle,
+    paddr: BigInt(vm.spaOf(base)),
+    length: size,
+  });
+  if (config.encryptedState) {
+    for (let i = 0; i < config.vcpus; i++) {
+      const vmsa = buildResetVmsa({
+        vcpuIndex: i,
+        vcpuSignature: config.vcpuSignature,
+        ...(footer.sevEsResetEip !== undefined ? { apResetEip: footer.sevEsResetEip } : {}),
+      });
+      const page = stage(hv, vmsa);
+      d.call(SevCommand.LAUNCH_UPDATE_VMSA, LaunchUpdateBuffer, {
+        handle: vm.handle,
+        paddr: BigInt(page),
+        length: VMSA_BYTES,
+      });
+    }
+  }
+  d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, {
+    handle: vm.handle,
+    paddr: BigInt(hv.soc.paging.withCBit(d.dataPage)),
+    length: LaunchMeasurement.size,
+  });
+  const measurementBlob = hv.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true);
+  const m = LaunchMeasurement.decode(measurementBlob);
+  vm.measurement = m.measurement;
+  vm.mnonce = m.mnonce;
+  return { vm, measurementBlob };
+}
+
+/** LAUNCH_SECRET (QEMU sev-inject-launch-secret): the owner's packet into guest memory at `gpa`. Returns the PSP status. */
+export function injectLaunchSecret(
+  hv: Hypervisor,
+  vm: Vm,
+  header: Buffer,
+  ciphertext: Buffer,
+  gpa: number,
+): number {
+  if (header.length !== PacketHeader.size)
+    throw new RangeError(`a packet header is ${PacketHeader.size} bytes`);
+  return hv.driver.raw(SevCommand.LAUNCH_SECRET, TransportBuffer, {
+    handle: vm.handle,
+    hdrPaddr: BigInt(stage(hv, header)),
+    hdrLength: header.length,
+    guestPaddr: BigInt(vm.spaOf(gpa)),
+    guestLength: ciphertext.length,
+    transPaddr: BigInt(stage(hv, ciphertext)),
+    transLength: ciphertext.length,
+  }).status;
+}
+
+/** LAUNCH_FINISH, then the VMCB (plain SEV guests can then run). */
+export function finishFirmwareLaunch(hv: Hypervisor, vm: Vm, software: GuestSoftware): void {
+  hv.driver.call(SevCommand.LAUNCH_FINISH, HandleBuffer, { handle: vm.handle });
+  hv.prepareVmcb(vm, software);
+}
