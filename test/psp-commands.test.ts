@@ -1244,6 +1244,15 @@ describe('property: random mailbox traffic', () => {
     SevCommand.LAUNCH_SECRET,
     SevCommand.ATTESTATION,
     SevCommand.LAUNCH_UPDATE_VMSA,
+    SevCommand.SEND_START,
+    SevCommand.SEND_UPDATE_DATA,
+    SevCommand.SEND_UPDATE_VMSA,
+    SevCommand.SEND_FINISH,
+    SevCommand.SEND_CANCEL,
+    SevCommand.RECEIVE_START,
+    SevCommand.RECEIVE_UPDATE_DATA,
+    SevCommand.RECEIVE_UPDATE_VMSA,
+    SevCommand.RECEIVE_FINISH,
   ];
   const GUEST_SCAN = 24;
 

@@ -131,6 +131,30 @@ export const AttestationBuffer = new StructLayout('ATTESTATION command buffer', 
   length: { offset: 0x20, type: 'u32' },
 });
 
+// SEND_START: ASPFW sev_mcmd.h sev_mcmd_send_start_t (plat certs = PEK ‖ OCA ‖ CEK, AMD certs = ASK ‖ ARK)
+export const SendStartBuffer = new StructLayout('SEND_START command buffer', 0x48, {
+  handle: { offset: 0x00, type: 'u32' },
+  policy: { offset: 0x04, type: 'u32' },
+  pdhCertPaddr: { offset: 0x08, type: 'u64' },
+  pdhCertLength: { offset: 0x10, type: 'u32' },
+  platCertsPaddr: { offset: 0x18, type: 'u64' },
+  platCertsLength: { offset: 0x20, type: 'u32' },
+  amdCertsPaddr: { offset: 0x28, type: 'u64' },
+  amdCertsLength: { offset: 0x30, type: 'u32' },
+  sessionPaddr: { offset: 0x38, type: 'u64' },
+  sessionLength: { offset: 0x40, type: 'u32' },
+});
+
+// RECEIVE_START: ASPFW sev_mcmd.h sev_mcmd_receive_start_t (pdh cert = the SENDER's PDH)
+export const ReceiveStartBuffer = new StructLayout('RECEIVE_START command buffer', 0x24, {
+  handle: { offset: 0x00, type: 'u32' },
+  policy: { offset: 0x04, type: 'u32' },
+  pdhCertPaddr: { offset: 0x08, type: 'u64' },
+  pdhCertLength: { offset: 0x10, type: 'u32' },
+  sessionPaddr: { offset: 0x18, type: 'u64' },
+  sessionLength: { offset: 0x20, type: 'u32' },
+});
+
 /** Size of the command buffer each command reads, so the PSP knows how many bytes to fetch. */
 export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x01: InitBuffer.size,
@@ -155,6 +179,15 @@ export const COMMAND_BUFFER_SIZE: Readonly<Record<number, number>> = {
   0x0c: GetIdBuffer.size,
   0x34: TransportBuffer.size,
   0x36: AttestationBuffer.size,
+  0x40: SendStartBuffer.size,
+  0x41: TransportBuffer.size,
+  0x42: TransportBuffer.size,
+  0x43: HandleBuffer.size,
+  0x44: HandleBuffer.size,
+  0x50: ReceiveStartBuffer.size,
+  0x51: TransportBuffer.size,
+  0x52: TransportBuffer.size,
+  0x53: HandleBuffer.size,
   0x60: DebugBuffer.size,
   0x61: DebugBuffer.size,
 };

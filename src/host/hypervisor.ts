@@ -210,6 +210,23 @@ export class Hypervisor {
     this.soc.attachGuestSoftware(this.soc.paging.withCBit(vm.vmcb), software);
   }
 
+  /** The VMCB of a VM arriving by migration: the sender's saved registers, this machine's ASID and tables. */
+  prepareVmcbFromSave(vm: Vm, save: Decoded<typeof SaveArea.fields>): void {
+    const mem = this.soc.hostMemory;
+    mem.write(vm.vmcb, Buffer.alloc(PAGE_SIZE), true);
+    mem.write(
+      vm.vmcb,
+      VmcbControl.encode({
+        asid: vm.asid,
+        nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE,
+        nestedCr3: BigInt(vm.npt.nestedCr3),
+        tlbControl: TLB_CONTROL_FLUSH_ASID,
+      }),
+      true,
+    );
+    mem.write(vm.vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode(save), true);
+  }
+
   /** Writes bytes into guest memory through the host's unencrypted mapping (loading an image). */
   loadGuestImage(vm: Vm, gpa: number, image: Uint8Array): void {
     for (let off = 0; off < image.length; off += PAGE_SIZE) {

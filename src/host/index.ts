@@ -12,3 +12,4 @@ export {
   type FirmwareLaunchConfig,
   type PendingLaunch,
 } from './firmware-launch.js';
+export { migrateVm, exportPlatformCerts, type MigrationResult } from './migration.js';

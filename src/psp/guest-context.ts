@@ -66,6 +66,11 @@ export class GuestContext {
     return packetMac(this.#tik, context, flags, iv, guestLength, ciphertext, measurement);
   }
 
+  /** Encrypts a transport payload with the TEK (AES-128-CTR; SEND_UPDATE_*). */
+  encryptPacket(iv: Uint8Array, plaintext: Uint8Array): Buffer {
+    return aes128Ctr(this.#tek, iv, plaintext);
+  }
+
   /** Decrypts a transport payload with the TEK (AES-128-CTR). */
   decryptPacket(iv: Uint8Array, ciphertext: Uint8Array): Buffer {
     return aes128Ctr(this.#tek, iv, ciphertext);

@@ -7,6 +7,11 @@
 import {
   ActivateBuffer,
   AttestationBuffer,
+  ReceiveStartBuffer,
+  SendStartBuffer,
+  decodeAmdRootCert,
+  type ChainCert,
+  verifyCertSignature,
   DebugBuffer,
   GET_ID_BYTES,
   GetIdBuffer,
@@ -36,6 +41,7 @@ import {
   LaunchUpdateBuffer,
   PLATFORM_CONFIG_ES,
   PlatformState,
+  type GuestStateCode,
   type PlatformStateCode,
   PlatformStatusBuffer,
   SevCommand,
@@ -50,6 +56,7 @@ import {
   Drbg,
   MEMORY_KEY_MATERIAL_BYTES,
   deriveChannelWrapKeys,
+  wrapTransportKeys,
   macEquals,
   p384PublicKeyFromAmd,
   policyMac,
@@ -212,6 +219,24 @@ export class Psp implements Mailbox {
         return this.#launchSecret(buf);
       case SevCommand.ATTESTATION:
         return this.#attestation(buf);
+      case SevCommand.SEND_START:
+        return this.#sendStart(buf);
+      case SevCommand.SEND_UPDATE_DATA:
+        return this.#sendUpdate(buf, false);
+      case SevCommand.SEND_UPDATE_VMSA:
+        return this.#sendUpdate(buf, true);
+      case SevCommand.SEND_FINISH:
+        return this.#sendEnd(buf, GuestState.SENT);
+      case SevCommand.SEND_CANCEL:
+        return this.#sendEnd(buf, GuestState.RUNNING);
+      case SevCommand.RECEIVE_START:
+        return this.#receiveStart(buf);
+      case SevCommand.RECEIVE_UPDATE_DATA:
+        return this.#receiveUpdate(buf, false);
+      case SevCommand.RECEIVE_UPDATE_VMSA:
+        return this.#receiveUpdate(buf, true);
+      case SevCommand.RECEIVE_FINISH:
+        return this.#receiveFinish(buf);
       case SevCommand.DBG_DECRYPT:
         return this.#debugCrypt(buf, false);
       case SevCommand.DBG_ENCRYPT:
@@ -322,12 +347,30 @@ export class Psp implements Mailbox {
       if (typeof opened === 'number') return fail(opened);
       channel = opened;
     }
+    const created = this.#createGuest(cmd.handle, cmd.policy, channel, GuestState.LUPDATE);
+    if (typeof created === 'number') return fail(created);
+    const out = Buffer.from(buf);
+    LaunchStartBuffer.write(out, { handle: created.handle });
+    return ok(out);
+  }
+
+  /**
+   * A new guest context (LAUNCH_START, RECEIVE_START): a fresh VEK, or the one of `shareWith` when the
+   * policies allow key sharing; the lowest free handle; the channel's transport keys if any.
+   */
+  #createGuest(
+    shareWith: number,
+    policy: number,
+    channel: { tek: Buffer; tik: Buffer } | undefined,
+    state: GuestStateCode,
+  ): GuestContext | SevStatusCode {
+    const cmd = { handle: shareWith, policy };
     let vek: Buffer;
     if (cmd.handle !== 0) {
       const other = this.#guest(cmd.handle);
-      if (other === undefined) return fail(SevStatus.INVALID_GUEST);
+      if (other === undefined) return SevStatus.INVALID_GUEST;
       if (other.policy !== cmd.policy || decodeSevPolicy(other.policy).noKeySharing)
-        return fail(SevStatus.POLICY_FAILURE);
+        return SevStatus.POLICY_FAILURE;
       vek = other.vekForSharing();
     } else {
       vek = this.#keyRng.generate(MEMORY_KEY_MATERIAL_BYTES);
@@ -339,12 +382,13 @@ export class Psp implements Mailbox {
         break;
       }
     }
-    if (handle === 0) return fail(SevStatus.RESOURCE_LIMIT);
+    if (handle === 0) return SevStatus.RESOURCE_LIMIT;
     if (decodeSevPolicy(cmd.policy).encryptedState && (this.#configFlags & PLATFORM_CONFIG_ES) === 0) {
-      return fail(SevStatus.UNSUPPORTED);
+      return SevStatus.UNSUPPORTED;
     }
     const guest = new GuestContext(handle, cmd.policy, vek);
     vek.fill(0);
+    guest.state = state;
     if (channel !== undefined) {
       guest.openChannel(channel.tek, channel.tik);
       channel.tek.fill(0);
@@ -352,9 +396,7 @@ export class Psp implements Mailbox {
     }
     this.#guests.set(handle, guest);
     this.#platformState = PlatformState.WORKING;
-    const out = Buffer.from(buf);
-    LaunchStartBuffer.write(out, { handle });
-    return ok(out);
+    return guest;
   }
 
   /** The common prefix of guest commands: platform WORKING, a valid handle, an allowed state. */
@@ -763,6 +805,262 @@ export class Psp implements Mailbox {
     const sig = this.#identity().signWithPek(report.subarray(0, SEV_ATTESTATION_SIGNED_LENGTH));
     SevAttestationReport.write(report, { sigR: sig.r, sigS: sig.s });
     this.#caps.dma.write(where.spa, report, where.key);
+    return ok();
+  }
+
+  // ---- migration (sev-reference §8) --------------------------------------------------------
+
+  /**
+   * The destination's certificates as SEND_START receives them: its PDH, PEK ‖ OCA ‖ CEK, and
+   * ASK ‖ ARK. With policy.SEV the chain must reach the ARK this firmware trusts; with policy.DOMAIN
+   * the destination's OCA must be ours (ASPFW validate_platform, validate_domain).
+   */
+  #checkDestination(
+    cmd: ReturnType<typeof SendStartBuffer.decode>,
+    policy: number,
+  ): { pdh: KeyObject } | SevStatusCode {
+    if (cmd.pdhCertLength !== SEV_CERT_SIZE) return SevStatus.INVALID_LENGTH;
+    const pdhAt = this.#address(cmd.pdhCertPaddr, SEV_CERT_SIZE);
+    if (pdhAt === undefined) return SevStatus.INVALID_ADDRESS;
+    const p = decodeSevPolicy(policy);
+    let pdhCert: ChainCert;
+    try {
+      const bytes = this.#caps.dma.read(pdhAt.spa, SEV_CERT_SIZE, pdhAt.key);
+      pdhCert = { format: 'sev', cert: decodeSevCert(bytes), bytes };
+    } catch {
+      return SevStatus.INVALID_CERTIFICATE;
+    }
+    if (
+      pdhCert.format !== 'sev' ||
+      pdhCert.cert.pubkey.type !== 'ec' ||
+      pdhCert.cert.pubkey.usage !== SevCertUsage.PDH
+    ) {
+      return SevStatus.INVALID_CERTIFICATE;
+    }
+    if (p.sevOnly || p.domain) {
+      if (cmd.platCertsLength !== 3 * SEV_CERT_SIZE) return SevStatus.INVALID_LENGTH;
+      const platAt = this.#address(cmd.platCertsPaddr, 3 * SEV_CERT_SIZE);
+      if (platAt === undefined) return SevStatus.INVALID_ADDRESS;
+      const plat = this.#caps.dma.read(platAt.spa, 3 * SEV_CERT_SIZE, platAt.key);
+      let pek: ChainCert;
+      let oca: ChainCert;
+      let cek: ChainCert;
+      try {
+        const at = (i: number): Buffer => plat.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE);
+        pek = { format: 'sev', cert: decodeSevCert(at(0)), bytes: at(0) };
+        oca = { format: 'sev', cert: decodeSevCert(at(1)), bytes: at(1) };
+        cek = { format: 'sev', cert: decodeSevCert(at(2)), bytes: at(2) };
+      } catch {
+        return SevStatus.INVALID_CERTIFICATE;
+      }
+      if (!verifyCertSignature(pdhCert, pek).ok) return SevStatus.BAD_SIGNATURE;
+      if (p.sevOnly) {
+        const askLength = cmd.amdCertsLength / 2;
+        const amdAt = this.#address(cmd.amdCertsPaddr, cmd.amdCertsLength);
+        if (amdAt === undefined || !Number.isInteger(askLength)) return SevStatus.INVALID_LENGTH;
+        const amd = this.#caps.dma.read(amdAt.spa, cmd.amdCertsLength, amdAt.key);
+        let ask: ChainCert;
+        let ark: ChainCert;
+        try {
+          ask = {
+            format: 'amd-root',
+            cert: decodeAmdRootCert(amd.subarray(0, askLength)),
+            bytes: amd.subarray(0, askLength),
+          };
+          ark = {
+            format: 'amd-root',
+            cert: decodeAmdRootCert(amd.subarray(askLength)),
+            bytes: amd.subarray(askLength),
+          };
+        } catch {
+          return SevStatus.INVALID_CERTIFICATE;
+        }
+        // The ARK must be the one this firmware trusts (AMD's, here the simulated root).
+        if (!ark.bytes.equals(this.#amdRoot().ark)) return SevStatus.INVALID_CERTIFICATE;
+        for (const [subject, signer] of [
+          [ark, ark],
+          [ask, ark],
+          [cek, ask],
+          [pek, cek],
+        ] as const) {
+          if (!verifyCertSignature(subject, signer).ok) return SevStatus.BAD_SIGNATURE;
+        }
+        const pekCert = pek.format === 'sev' ? pek.cert : undefined;
+        if (
+          pekCert === undefined ||
+          pekCert.apiMajor < p.apiMajor ||
+          (pekCert.apiMajor === p.apiMajor && pekCert.apiMinor < p.apiMinor)
+        ) {
+          return SevStatus.POLICY_FAILURE;
+        }
+      }
+      if (p.domain) {
+        if (!verifyCertSignature(pek, oca).ok) return SevStatus.BAD_SIGNATURE;
+        if (!oca.bytes.equals(this.#identity().ocaCert)) return SevStatus.POLICY_FAILURE;
+      }
+    }
+    try {
+      return { pdh: p384PublicKeyFromAmd(pdhCert.cert.pubkey) };
+    } catch {
+      return SevStatus.INVALID_CERTIFICATE;
+    }
+  }
+
+  /** SEND_START: this firmware opens the channel as the client, wrapped to the destination's PDH. */
+  #sendStart(buf: Buffer): Result {
+    if (this.#platformState !== PlatformState.WORKING) return fail(SevStatus.INVALID_PLATFORM_STATE);
+    const cmd = SendStartBuffer.decode(buf);
+    const g = this.#guest(cmd.handle);
+    if (g === undefined) return fail(SevStatus.INVALID_GUEST);
+    if (cmd.sessionLength !== SessionBuffer.size) {
+      const out = Buffer.from(buf);
+      SendStartBuffer.write(out, { sessionLength: SessionBuffer.size });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    if (g.state !== GuestState.RUNNING) return fail(SevStatus.INVALID_GUEST_STATE);
+    if (decodeSevPolicy(g.policy).noSend) return fail(SevStatus.POLICY_FAILURE);
+    const dest = this.#checkDestination(cmd, g.policy);
+    if (typeof dest === 'number') return fail(dest);
+    const sessionAt = this.#address(cmd.sessionPaddr, SessionBuffer.size);
+    if (sessionAt === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    const tek = this.#keyRng.generate(16);
+    const tik = this.#keyRng.generate(16);
+    const nonce = this.#nonceRng.generate(16);
+    const wrapIv = this.#nonceRng.generate(16);
+    const z = this.#identity().agreeWithPdh(dest.pdh);
+    const wrap = deriveChannelWrapKeys(z, nonce);
+    const { wrapTk, wrapMac } = wrapTransportKeys(wrap, wrapIv, tek, tik);
+    const session = SessionBuffer.encode({
+      nonce,
+      wrapTk,
+      wrapIv,
+      wrapMac,
+      policyMac: policyMac(tik, g.policy),
+    });
+    z.fill(0);
+    wrap.kek.fill(0);
+    wrap.kik.fill(0);
+    this.#caps.dma.write(sessionAt.spa, session, sessionAt.key);
+    g.openChannel(tek, tik);
+    tek.fill(0);
+    tik.fill(0);
+    g.state = GuestState.SUPDATE;
+    const out = Buffer.from(buf);
+    SendStartBuffer.write(out, { policy: g.policy });
+    return ok(out);
+  }
+
+  /** SEND_UPDATE_DATA/VMSA: guest memory, decrypted with the VEK, re-encrypted under the TEK and MAC'd. */
+  #sendUpdate(buf: Buffer, vmsa: boolean): Result {
+    const cmd = TransportBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [GuestState.SUPDATE]);
+    if (typeof g === 'number') return fail(g);
+    if (vmsa && !g.encryptedState) return fail(SevStatus.UNSUPPORTED);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
+    if (cmd.hdrLength < PacketHeader.size) {
+      const out = Buffer.from(buf);
+      TransportBuffer.write(out, { hdrLength: PacketHeader.size });
+      return fail(SevStatus.INVALID_LENGTH, out);
+    }
+    const len = cmd.guestLength;
+    if (len === 0 || len % 16 !== 0 || cmd.transLength < len || (vmsa && len !== VMSA_SIZE))
+      return fail(SevStatus.INVALID_LENGTH);
+    if (cmd.guestPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
+    const guestAt = this.#address(cmd.guestPaddr, len);
+    const hdrAt = this.#address(cmd.hdrPaddr, PacketHeader.size);
+    const transAt = this.#address(cmd.transPaddr, len);
+    if (guestAt === undefined || hdrAt === undefined || transAt === undefined)
+      return fail(SevStatus.INVALID_ADDRESS);
+    const iv = this.#nonceRng.generate(16);
+    const plain = this.#caps.dma.read(guestAt.spa, len, g.asid);
+    const ct = g.encryptPacket(iv, plain);
+    plain.fill(0);
+    // The firmware uses context 0x02 for both data and VMSA packets (ASPFW 1.55.25; sev-reference §8.1).
+    const mac = g.packetMac(ChannelContext.DATA, 0, iv, len, ct, Buffer.alloc(0));
+    this.#caps.dma.write(transAt.spa, ct, transAt.key);
+    this.#caps.dma.write(hdrAt.spa, PacketHeader.encode({ flags: 0, iv, mac }), hdrAt.key);
+    const out = Buffer.from(buf);
+    TransportBuffer.write(out, { hdrLength: PacketHeader.size, transLength: len });
+    return ok(out);
+  }
+
+  /** SEND_FINISH (SUPDATE → SENT) and SEND_CANCEL (SUPDATE → RUNNING). */
+  #sendEnd(buf: Buffer, to: GuestStateCode): Result {
+    const cmd = HandleBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [GuestState.SUPDATE]);
+    if (typeof g === 'number') return fail(g);
+    g.closeChannel();
+    g.state = to;
+    return ok();
+  }
+
+  /** RECEIVE_START: the server side of the channel, as LAUNCH_START, for the SENDER's PDH. */
+  #receiveStart(buf: Buffer): Result {
+    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
+      return fail(SevStatus.INVALID_PLATFORM_STATE);
+    }
+    const cmd = ReceiveStartBuffer.decode(buf);
+    const channel = this.#openChannel(
+      cmd.pdhCertPaddr,
+      cmd.pdhCertLength,
+      cmd.sessionPaddr,
+      cmd.sessionLength,
+      cmd.policy,
+    );
+    if (typeof channel === 'number') return fail(channel);
+    const created = this.#createGuest(cmd.handle, cmd.policy, channel, GuestState.RUPDATE);
+    if (typeof created === 'number') return fail(created);
+    const out = Buffer.from(buf);
+    ReceiveStartBuffer.write(out, { handle: created.handle });
+    return ok(out);
+  }
+
+  /** RECEIVE_UPDATE_DATA/VMSA: MAC-check under the TIK, decrypt with the TEK, store under the new VEK. */
+  #receiveUpdate(buf: Buffer, vmsa: boolean): Result {
+    const cmd = TransportBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [GuestState.RUPDATE]);
+    if (typeof g === 'number') return fail(g);
+    if (vmsa && !g.encryptedState) return fail(SevStatus.UNSUPPORTED);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
+    const len = cmd.guestLength;
+    if (
+      cmd.hdrLength !== PacketHeader.size ||
+      len === 0 ||
+      len % 16 !== 0 ||
+      len !== cmd.transLength ||
+      (vmsa && len !== VMSA_SIZE)
+    ) {
+      return fail(SevStatus.INVALID_LENGTH);
+    }
+    if (cmd.guestPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
+    const guestAt = this.#address(cmd.guestPaddr, len);
+    const hdrAt = this.#address(cmd.hdrPaddr, PacketHeader.size);
+    const transAt = this.#address(cmd.transPaddr, len);
+    if (guestAt === undefined || hdrAt === undefined || transAt === undefined)
+      return fail(SevStatus.INVALID_ADDRESS);
+    const hdr = PacketHeader.decode(this.#caps.dma.read(hdrAt.spa, PacketHeader.size, hdrAt.key));
+    if ((hdr.flags & PACKET_FLAG_COMPRESSED) !== 0) return fail(SevStatus.UNSUPPORTED);
+    const ct = this.#caps.dma.read(transAt.spa, len, transAt.key);
+    if (!macEquals(g.packetMac(ChannelContext.DATA, hdr.flags, hdr.iv, len, ct, Buffer.alloc(0)), hdr.mac)) {
+      return fail(SevStatus.BAD_MEASUREMENT);
+    }
+    const plain = g.decryptPacket(hdr.iv, ct);
+    this.#caps.dma.write(guestAt.spa, plain, g.asid);
+    plain.fill(0);
+    return ok();
+  }
+
+  /** RECEIVE_FINISH: RUPDATE → RUNNING, completing a pending activation; the channel closes. */
+  #receiveFinish(buf: Buffer): Result {
+    const cmd = HandleBuffer.decode(buf);
+    const g = this.#guestFor(cmd.handle, [GuestState.RUPDATE]);
+    if (typeof g === 'number') return fail(g);
+    if (g.activation === 'pending') {
+      g.activation = 'active';
+      this.#asids.bind(g.asid, g.handle, 'in-use');
+    }
+    g.closeChannel();
+    g.state = GuestState.RUNNING;
     return ok();
   }
 

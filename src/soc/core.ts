@@ -67,6 +67,23 @@ interface VcpuRuntime {
 
 const DEFAULT_BUDGET = 1_000_000;
 
+/** A vCPU's execution state in transit between cores (opaque; usable once). */
+export class VcpuHandoff {
+  #runtime: VcpuRuntime | undefined;
+  constructor(runtime: VcpuRuntime) {
+    this.#runtime = runtime;
+  }
+  static take(h: VcpuHandoff): VcpuRuntime {
+    const r = h.#runtime;
+    if (r === undefined) throw new Error('this vCPU state was already resumed');
+    h.#runtime = undefined;
+    return r;
+  }
+  toJSON(): string {
+    return '[VcpuHandoff]';
+  }
+}
+
 /** What #execute did: the details are left in the core's out-fields (no object per instruction). */
 type Outcome = 0 | 1 | 2;
 const OUTCOME_OK: Outcome = 0;
@@ -110,6 +127,23 @@ export class Core {
       resume: undefined,
       dead: undefined,
     });
+  }
+
+  /**
+   * Takes a vCPU's in-flight execution state off this core (live migration: what the source host
+   * hands over with the VMCB). The returned object is opaque: nothing in it can be inspected.
+   */
+  exportVcpu(vmcbAddress: number): VcpuHandoff {
+    const key = this.format.splitCBit(vmcbAddress).address;
+    const vcpu = this.#vcpus.get(key);
+    if (vcpu === undefined) throw new RangeError('no vCPU runs from that VMCB');
+    this.#vcpus.delete(key);
+    return new VcpuHandoff(vcpu);
+  }
+
+  /** Resumes an exported vCPU from a VMCB on this core. */
+  importVcpu(vmcbAddress: number, handoff: VcpuHandoff): void {
+    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, VcpuHandoff.take(handoff));
   }
 
   #vmcbRead(vmcb: { address: number; encrypted: boolean }): {

@@ -38,7 +38,7 @@ export {
   type GuestSoftware,
   type Registers,
 } from './isa.js';
-export { VMEXIT_INVALID, VMEXIT_INTR, type VmExit, type VmrunOptions } from './core.js';
+export { VMEXIT_INVALID, VMEXIT_INTR, VcpuHandoff, type VmExit, type VmrunOptions } from './core.js';
 export { Soc, HostMemoryView, type SocOptions, type PspCapabilities } from './soc.js';
 export type { PspDmaPort } from './psp-dma.js';
 export type { KeySlotProgrammer } from './memory-controller.js';

@@ -2,7 +2,7 @@
 // PSP's DMA port are handed out once, at assembly, to whoever builds the PSP.
 import { Drbg } from '../crypto/index.js';
 import { Cache, DEFAULT_CACHE_GEOMETRY, type CacheGeometry, type LineState } from './cache.js';
-import { Core, type VmExit, type VmrunOptions } from './core.js';
+import { Core, type VcpuHandoff, type VmExit, type VmrunOptions } from './core.js';
 import { Dram } from './dram.js';
 import type { GuestSoftware } from './isa.js';
 import {
@@ -133,6 +133,15 @@ export class Soc {
   /** VMRUN on the (only modelled) core. */
   vmrun(vmcbAddress: number, options?: VmrunOptions): VmExit {
     return this.core.vmrun(vmcbAddress, options);
+  }
+
+  /** Live migration: a vCPU's execution state leaves this machine with its VMCB. */
+  exportVcpu(vmcbAddress: number): VcpuHandoff {
+    return this.core.exportVcpu(vmcbAddress);
+  }
+
+  importVcpu(vmcbAddress: number, handoff: VcpuHandoff): void {
+    this.core.importVcpu(vmcbAddress, handoff);
   }
 
   /** Attaches the software a vCPU's firmware image boots into. */
