@@ -91,6 +91,8 @@ describe('sevsim CLI', () => {
   });
 
   it('refuses an unknown product with the list of known ones', () => {
+    const skipped = run(['demo', '--ovmf', 'none', '--json']);
+    expect((JSON.parse(skipped) as { launch: { skipped: string } }).launch.skipped).toMatch(/none/);
     const out = run(['demo', '--product', 'bulldozer']);
     expect(out).toMatch(/naples, rome, milan, genoa, turin/);
   });

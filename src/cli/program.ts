@@ -1,7 +1,9 @@
 // The `sevsim` command's definition (main.ts runs it).
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PRODUCT_NAMES } from '../soc/index.js';
+import { existsSync, readFileSync } from 'node:fs';
 import { runSevDemo } from '../scenarios/sev-demo.js';
+import { type OwnerLaunchResult, runOwnerLaunch } from '../scenarios/owner-launch.js';
 import { renderDemo } from './render-demo.js';
 import { addMeasureCommand } from './owner-measure.js';
 import { addVerifyChainCommand } from './owner-verify-chain.js';
@@ -48,16 +50,49 @@ export function buildProgram(): Command {
       'after',
       '\nExamples:\n  sevsim demo                    Milan (Zen 3, XEX), seed 1\n  sevsim demo --product naples   Zen 1 XE cipher: block relocation becomes predictable\n  sevsim demo --json | jq .checks',
     )
-    .action((opts: { product: string; seed: string; json?: boolean }) => {
+    .option(
+      '--ovmf <file>',
+      'after the memory checks, run the owner-verified launch of this firmware (sevsim launch); "none" to skip',
+      '../shared/testdata/ovmf/OVMF.fd',
+    )
+    .action((opts: { product: string; seed: string; json?: boolean; ovmf: string }) => {
       const result = runSevDemo({ product: opts.product, seed: opts.seed });
+      // The guest owner's flow needs a firmware image; without one it is skipped, and says so.
+      let launch: OwnerLaunchResult | { skipped: string } = { skipped: 'no firmware image (--ovmf none)' };
+      if (opts.ovmf !== 'none') {
+        if (!existsSync(opts.ovmf)) launch = { skipped: `no firmware image at ${opts.ovmf}` };
+        else
+          launch = runOwnerLaunch({
+            ovmf: readFileSync(opts.ovmf),
+            mode: 'sev',
+            product: opts.product,
+            seed: opts.seed,
+          });
+      }
       if (opts.json === true) {
+        const checks = result.checks.map((c) => ({
+          id: c.id,
+          name: c.name,
+          passed: c.passed,
+          detail: c.detail,
+          views: c.views,
+        }));
         process.stdout.write(
-          `${JSON.stringify({ product: result.product, cipherMode: result.cipherMode, seed: result.seed, guests: result.guests, keySlots: result.keySlots, checks: result.checks.map((c) => ({ id: c.id, name: c.name, passed: c.passed, detail: c.detail, views: c.views })) }, null, 2)}\n`,
+          `${JSON.stringify({ product: result.product, cipherMode: result.cipherMode, seed: result.seed, guests: result.guests, keySlots: result.keySlots, checks, launch }, null, 2)}\n`,
         );
       } else {
         process.stdout.write(`${renderDemo(result)}\n`);
+        process.stdout.write(
+          '\nThe guest owner’s flow (sevsim launch): chain → session → measured OVMF launch → secret\n',
+        );
+        if ('skipped' in launch) process.stdout.write(`    skipped: ${launch.skipped}\n`);
+        else
+          for (const s of launch.steps)
+            process.stdout.write(
+              `    ${s.skipped === true ? 'SKIP' : s.ok ? 'PASS' : 'FAIL'}  ${s.step}: ${s.detail}\n`,
+            );
       }
-      if (result.checks.some((c) => !c.passed)) process.exitCode = 1;
+      if (result.checks.some((c) => !c.passed) || ('ok' in launch && !launch.ok)) process.exitCode = 1;
     });
   const owner = program
     .command('owner')
