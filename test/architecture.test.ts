@@ -61,6 +61,19 @@ describe('architecture', () => {
     }
   });
 
+  it('outside soc/ the chip is used only through soc/index.ts (the key-handling modules stay inside)', () => {
+    for (const file of all) {
+      if (layerOf(file) === 'soc') continue;
+      for (const spec of imports(file).filter((s) => s.startsWith('.'))) {
+        const target = resolve(dirname(file), spec);
+        if (layerOf(target) === 'soc')
+          expect(relative(root, target), `${relative(root, file)} imports ${spec}`).toBe(
+            join('soc', 'index.js'),
+          );
+      }
+    }
+  });
+
   it('host and guest never import each other', () => {
     for (const file of all) {
       const layer = layerOf(file);

@@ -118,3 +118,46 @@ describe('keys never leave the PSP', () => {
     expect(leaks(JSON.stringify(r), keys)).toEqual([]);
   });
 });
+
+describe('no host-visible object leads to a key-handling component', () => {
+  it('walking every own property, Map and Set from the platform and hypervisor reaches no memory controller, cache, DMA port, key programmer or PSP internals', async () => {
+    const { MemoryController, KeySlotProgrammer } = await import('../src/soc/memory-controller.js');
+    const { Cache } = await import('../src/soc/cache.js');
+    const { PspDmaPort } = await import('../src/soc/psp-dma.js');
+    const { GuestContext } = await import('../src/psp/guest-context.js');
+    const { PlatformIdentity } = await import('../src/psp/platform-identity.js');
+    const forbidden = [
+      MemoryController,
+      KeySlotProgrammer,
+      Cache,
+      PspDmaPort,
+      GuestContext,
+      PlatformIdentity,
+    ];
+    const platform = createPlatform({ seed: 'reach', dramBytes: 64 << 20 });
+    const hv = new Hypervisor(platform);
+    hv.initPlatform();
+    const kernel = new GuestKernel({ memoryBytes: RAM, paging: platform.soc.paging });
+    const vm = hv.createVm({ name: 'v', memoryBytes: RAM, software: kernel });
+    hv.run(vm);
+    const seen = new Set<unknown>();
+    const queue: unknown[] = [platform, hv, vm, platform.soc, platform.psp];
+    let visited = 0;
+    while (queue.length > 0) {
+      const x = queue.pop();
+      if (x === null || (typeof x !== 'object' && typeof x !== 'function') || seen.has(x)) continue;
+      seen.add(x);
+      visited++;
+      for (const cls of forbidden) expect(x instanceof cls, `reached a ${cls.name}`).toBe(false);
+      if (ArrayBuffer.isView(x) || x instanceof ArrayBuffer) continue;
+      if (x instanceof Map) for (const [k, v] of x) queue.push(k, v);
+      if (x instanceof Set) for (const v of x) queue.push(v);
+      for (const key of Reflect.ownKeys(x as object)) {
+        const desc = Reflect.getOwnPropertyDescriptor(x as object, key);
+        if (desc !== undefined && 'value' in desc) queue.push(desc.value);
+      }
+      queue.push(Reflect.getPrototypeOf(x as object));
+    }
+    expect(visited).toBeGreaterThan(50);
+  });
+});

@@ -25,6 +25,20 @@ export interface CacheStats {
   writebacks: number;
 }
 
+/** What the PSP's DMA port may do to the cache; module-private, handed out by {@link cacheDeviceSide}. */
+interface CacheDeviceSide {
+  snoop(spa: number, length: number, key: KeyId): void;
+  clearWbinvdDone(): void;
+}
+const deviceSides = new WeakMap<Cache, CacheDeviceSide>();
+
+/** @internal For the PSP's DMA port, built at assembly: coherent device access and WBINVD_DONE clearing. */
+export function cacheDeviceSide(cache: Cache): CacheDeviceSide {
+  const side = deviceSides.get(cache);
+  if (side === undefined) throw new Error('not a cache');
+  return side;
+}
+
 export class Cache {
   readonly #sets: number;
   readonly #ways: number;
@@ -40,10 +54,16 @@ export class Cache {
   #wbinvdDone = false;
   readonly stats: CacheStats = { hits: 0, misses: 0, writebacks: 0 };
 
-  constructor(
-    private readonly mc: MemoryController,
-    geometry: CacheGeometry = DEFAULT_CACHE_GEOMETRY,
-  ) {
+  readonly #mc: MemoryController;
+
+  constructor(mc: MemoryController, geometry: CacheGeometry = DEFAULT_CACHE_GEOMETRY) {
+    this.#mc = mc;
+    deviceSides.set(this, {
+      snoop: (spa, length, key) => this.#snoop(spa, length, key),
+      clearWbinvdDone: () => {
+        this.#wbinvdDone = false;
+      },
+    });
     this.#sets = geometry.sets;
     this.#ways = geometry.ways;
     const n = geometry.sets * geometry.ways;
@@ -70,7 +90,7 @@ export class Cache {
   #writeBack(slot: number): void {
     const line = this.#line[slot] as number;
     const off = slot * LINE_SIZE;
-    this.mc.write(line * LINE_SIZE, this.#data.subarray(off, off + LINE_SIZE), this.#key[slot] as number);
+    this.#mc.write(line * LINE_SIZE, this.#data.subarray(off, off + LINE_SIZE), this.#key[slot] as number);
     this.#dirty[slot] = 0;
     this.stats.writebacks++;
   }
@@ -99,7 +119,7 @@ export class Cache {
     }
     const off = victim * LINE_SIZE;
     if (fill) {
-      this.mc.read(line * LINE_SIZE, LINE_SIZE, key).copy(this.#data, off);
+      this.#mc.read(line * LINE_SIZE, LINE_SIZE, key).copy(this.#data, off);
     }
     this.#line[victim] = line;
     this.#key[victim] = key;
@@ -231,34 +251,30 @@ export class Cache {
     return this.#wbinvdDone;
   }
 
-  /** @internal The PSP clears WBINVD_DONE at INIT and DEACTIVATE (ASPFW sev_mcmd.c). */
-  static clearWbinvdDone(cache: Cache): void {
-    cache.#wbinvdDone = false;
-  }
 
   /**
-   * @internal A coherent device access (the PSP's DMA): lines of the same key in the range are
+   * A coherent device access (the PSP's DMA): lines of the same key in the range are
    * written back and invalidated first; lines under OTHER keys are not touched — the fabric is not
    * coherent across keys (no SME_COHERENT), so their stale dirty data can still overwrite DRAM later.
    */
-  static snoopForDevice(cache: Cache, spa: number, length: number, key: KeyId): void {
-    if (length === 0 || (cache.#perKey.get(key) ?? 0) === 0) return;
+  #snoop(spa: number, length: number, key: KeyId): void {
+    if (length === 0 || (this.#perKey.get(key) ?? 0) === 0) return;
     const first = Math.floor(spa / LINE_SIZE);
     const last = Math.floor((spa + length - 1) / LINE_SIZE);
     const snoop = (slot: number): void => {
-      if (cache.#dirty[slot] === 1) cache.#writeBack(slot);
-      cache.#invalidate(slot);
+      if (this.#dirty[slot] === 1) this.#writeBack(slot);
+      this.#invalidate(slot);
     };
-    if ((last - first + 1) * cache.#ways > cache.#line.length) {
+    if ((last - first + 1) * this.#ways > this.#line.length) {
       // A range larger than the cache: one pass over the slots is cheaper than a lookup per line.
-      for (let i = 0; i < cache.#line.length; i++) {
-        const l = cache.#line[i] as number;
-        if (l >= first && l <= last && cache.#key[i] === key) snoop(i);
+      for (let i = 0; i < this.#line.length; i++) {
+        const l = this.#line[i] as number;
+        if (l >= first && l <= last && this.#key[i] === key) snoop(i);
       }
       return;
     }
     for (let l = first; l <= last; l++) {
-      const slot = cache.#find(l, key);
+      const slot = this.#find(l, key);
       if (slot >= 0) snoop(slot);
     }
   }

@@ -110,16 +110,21 @@ export class Core {
   #exitReason = '';
   retired = 0;
 
-  constructor(
-    private readonly cache: Cache,
-    private readonly mmu: Mmu,
-    private readonly mc: MemoryController,
-    private readonly format: PagingFormat,
-  ) {}
+  readonly #cache: Cache;
+  readonly #mmu: Mmu;
+  readonly #mc: MemoryController;
+  readonly #format: PagingFormat;
+
+  constructor(cache: Cache, mmu: Mmu, mc: MemoryController, format: PagingFormat) {
+    this.#cache = cache;
+    this.#mmu = mmu;
+    this.#mc = mc;
+    this.#format = format;
+  }
 
   /** Binds guest software to the vCPU whose VMCB is at `vmcbAddress` (what its firmware image boots). */
   attachSoftware(vmcbAddress: number, software: GuestSoftware): void {
-    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, {
+    this.#vcpus.set(this.#format.splitCBit(vmcbAddress).address, {
       software,
       thread: undefined,
       pending: undefined,
@@ -134,7 +139,7 @@ export class Core {
    * hands over with the VMCB). The returned object is opaque: nothing in it can be inspected.
    */
   exportVcpu(vmcbAddress: number): VcpuHandoff {
-    const key = this.format.splitCBit(vmcbAddress).address;
+    const key = this.#format.splitCBit(vmcbAddress).address;
     const vcpu = this.#vcpus.get(key);
     if (vcpu === undefined) throw new RangeError('no vCPU runs from that VMCB');
     this.#vcpus.delete(key);
@@ -143,7 +148,7 @@ export class Core {
 
   /** Resumes an exported vCPU from a VMCB on this core. */
   importVcpu(vmcbAddress: number, handoff: VcpuHandoff): void {
-    this.#vcpus.set(this.format.splitCBit(vmcbAddress).address, VcpuHandoff.take(handoff));
+    this.#vcpus.set(this.#format.splitCBit(vmcbAddress).address, VcpuHandoff.take(handoff));
   }
 
   #vmcbRead(vmcb: { address: number; encrypted: boolean }): {
@@ -151,20 +156,20 @@ export class Core {
     save: ReturnType<typeof SaveArea.decode>;
   } {
     const key = vmcb.encrypted ? KEY_HOST : KEY_NONE;
-    const control = VmcbControl.decode(this.cache.read(vmcb.address, VmcbControl.size, key));
-    const save = SaveArea.decode(this.cache.read(vmcb.address + VMCB_SAVE_AREA_OFFSET, SaveArea.size, key));
+    const control = VmcbControl.decode(this.#cache.read(vmcb.address, VmcbControl.size, key));
+    const save = SaveArea.decode(this.#cache.read(vmcb.address + VMCB_SAVE_AREA_OFFSET, SaveArea.size, key));
     return { control, save };
   }
 
   /** VMRUN: runs the guest until an exit. `vmcbAddress` may carry the C-bit (SME-encrypted VMCB). */
   vmrun(vmcbAddress: number, options: VmrunOptions = {}): VmExit {
-    const vmcb = this.format.splitCBit(vmcbAddress);
+    const vmcb = this.#format.splitCBit(vmcbAddress);
     const key = vmcb.encrypted ? KEY_HOST : KEY_NONE;
     const { control, save } = this.#vmcbRead(vmcb);
     const asid = control.asid;
     const nestedCtl = control.nestedControl;
     const invalid = (reason: string): VmExit => {
-      this.cache.write(
+      this.#cache.write(
         vmcb.address,
         VmcbControl.encode({ ...control, exitCode: BigInt.asUintN(64, -1n), exitInfo1: 0n, exitInfo2: 0n }),
         key,
@@ -174,12 +179,12 @@ export class Core {
     if (asid === 0) return invalid('VMCB ASID 0 is the host');
     if ((nestedCtl & NESTED_CTL_NP_ENABLE) === 0n) return invalid('the model requires nested paging');
     const sev = (nestedCtl & NESTED_CTL_SEV_ENABLE) !== 0n;
-    if (sev && !this.mc.slotInfo(asid).programmed)
+    if (sev && !this.#mc.slotInfo(asid).programmed)
       return invalid(`SEV guest ASID ${asid} has no key installed`);
     const vcpu = this.#vcpus.get(vmcb.address);
     if (vcpu === undefined) return invalid('no guest software attached to this VMCB');
 
-    if (control.tlbControl === TLB_CONTROL_FLUSH_ASID || control.tlbControl === 1) this.mmu.flushAsid(asid);
+    if (control.tlbControl === TLB_CONTROL_FLUSH_ASID || control.tlbControl === 1) this.#mmu.flushAsid(asid);
 
     const regs: Registers = { rax: save.rax, rbx: save.rbx, rcx: save.rcx, rdx: save.rdx };
     const st = {
@@ -226,7 +231,7 @@ export class Core {
       }
       const line = Math.floor(st.rip / LINE_SIZE);
       if (line !== this.#verifiedLine) {
-        const fetch = this.mmu.translate(st, st.rip, 'fetch');
+        const fetch = this.#mmu.translate(st, st.rip, 'fetch');
         if (fetch.kind !== 'ok') {
           this.#verifiedLine = -1;
           exit = this.#fault(vcpu, fetch, exitWith);
@@ -235,8 +240,8 @@ export class Core {
         }
         // The rest of the line from RIP, compared in place with the guest's code.
         const length = Math.min((line + 1) * LINE_SIZE - st.rip, code.length - codeOffset);
-        if (!this.cache.matches(fetch.spa, fetch.key, code, codeOffset, length)) {
-          const fetched = this.cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key).toString('hex');
+        if (!this.#cache.matches(fetch.spa, fetch.key, code, codeOffset, length)) {
+          const fetched = this.#cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key).toString('hex');
           exit = this.#kill(
             vcpu,
             exitWith,
@@ -291,7 +296,7 @@ export class Core {
     }
 
     // #VMEXIT: state back to the VMCB, where plain SEV leaves it readable by the host.
-    this.cache.write(
+    this.#cache.write(
       vmcb.address,
       VmcbControl.encode({
         ...control,
@@ -302,7 +307,7 @@ export class Core {
       }),
       key,
     );
-    this.cache.write(
+    this.#cache.write(
       vmcb.address + VMCB_SAVE_AREA_OFFSET,
       SaveArea.encode({
         ...save,
@@ -360,10 +365,10 @@ export class Core {
         const out = Buffer.allocUnsafe(insn.length);
         for (let done = 0; done < insn.length;) {
           const va = insn.va + done;
-          const t = this.mmu.translate(st, va, 'read');
+          const t = this.#mmu.translate(st, va, 'read');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
           const take = Math.min(PAGE_SIZE - (va % PAGE_SIZE), insn.length - done);
-          this.cache.readInto(out, done, t.spa, take, t.key);
+          this.#cache.readInto(out, done, t.spa, take, t.key);
           done += take;
         }
         this.#valueOut = out;
@@ -372,17 +377,17 @@ export class Core {
       case 'store': {
         const data = insn.data;
         if ((insn.va % PAGE_SIZE) + data.length <= PAGE_SIZE) {
-          const t = this.mmu.translate(st, insn.va, 'write');
+          const t = this.#mmu.translate(st, insn.va, 'write');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
           this.#storeTouches(t.spa, data.length);
-          this.cache.write(t.spa, data, t.key);
+          this.#cache.write(t.spa, data, t.key);
           return OUTCOME_OK;
         }
         // Across pages: translate every page first so a faulting store writes nothing.
         const parts: { spa: number; key: number; from: number; to: number }[] = [];
         for (let done = 0; done < data.length;) {
           const va = insn.va + done;
-          const t = this.mmu.translate(st, va, 'write');
+          const t = this.#mmu.translate(st, va, 'write');
           if (t.kind !== 'ok') return this.#recordFault(st, t);
           const take = Math.min(PAGE_SIZE - (va % PAGE_SIZE), data.length - done);
           parts.push({ spa: t.spa, key: t.key, from: done, to: done + take });
@@ -390,34 +395,34 @@ export class Core {
         }
         for (const p of parts) {
           this.#storeTouches(p.spa, p.to - p.from);
-          this.cache.write(p.spa, data.subarray(p.from, p.to), p.key);
+          this.#cache.write(p.spa, data.subarray(p.from, p.to), p.key);
         }
         return OUTCOME_OK;
       }
       case 'writeCr3':
         st.cr3 = insn.value;
-        this.mmu.flushAsid(st.asid);
+        this.#mmu.flushAsid(st.asid);
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       case 'enablePaging':
         st.cr0 |= CR0_PG | CR0_PE;
         st.pagingEnabled = true;
-        this.mmu.flushAsid(st.asid);
+        this.#mmu.flushAsid(st.asid);
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       case 'invlpg':
-        this.mmu.invalidatePage(st.asid, insn.va);
+        this.#mmu.invalidatePage(st.asid, insn.va);
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       case 'clflush': {
-        const t = this.mmu.translate(st, insn.va, 'read');
+        const t = this.#mmu.translate(st, insn.va, 'read');
         if (t.kind !== 'ok') return this.#recordFault(st, t);
-        this.cache.clflush(t.spa);
+        this.#cache.clflush(t.spa);
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       }
       case 'wbinvd':
-        this.cache.wbinvd();
+        this.#cache.wbinvd();
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       case 'vmmcall':

@@ -37,6 +37,12 @@ export interface KeySlotInfo {
   readonly generation: number;
 }
 
+/**
+ * The only way to write a key slot, per controller. Module-private: no exported name, no property of
+ * any object leads here except through a KeySlotProgrammer.
+ */
+const slotWriters = new WeakMap<MemoryController, (keyId: KeyId, keyMaterial: Buffer | undefined) => void>();
+
 export class MemoryController {
   readonly #slots: (MemoryCipher | undefined)[];
   readonly #generations: number[];
@@ -53,6 +59,7 @@ export class MemoryController {
     this.#slots = new Array<MemoryCipher | undefined>(maxAsid + 1).fill(undefined);
     this.#generations = new Array<number>(maxAsid + 1).fill(0);
     // Zen 1's tweak constants are drawn once per boot and shared by every key.
+    slotWriters.set(this, (keyId, material) => this.#program(keyId, material));
     this.#xeTweak =
       cipherMode === 'zen1-xe'
         ? new XeTweakFunction(Array.from({ length: physAddrBits - 4 }, () => tweakRng.generate(BLOCK_SIZE)))
@@ -81,13 +88,10 @@ export class MemoryController {
     return { keyId, programmed: this.#slots[keyId] !== undefined, generation: this.#generations[keyId] ?? 0 };
   }
 
-  /** @internal Used only by KeySlotProgrammer. */
-  static program(mc: MemoryController, keyId: KeyId, keyMaterial: Buffer | undefined): void {
-    if (!Number.isInteger(keyId) || keyId < 0 || keyId > mc.maxAsid)
-      throw new RangeError(`no key slot ${keyId}`);
-    mc.#slots[keyId] =
-      keyMaterial === undefined ? undefined : createMemoryCipher(mc.cipherMode, keyMaterial, mc.#xeTweak);
-    mc.#generations[keyId] = (mc.#generations[keyId] ?? 0) + 1;
+  #program(keyId: KeyId, keyMaterial: Buffer | undefined): void {
+    if (!Number.isInteger(keyId) || keyId < 0 || keyId > this.maxAsid) throw new RangeError(`no key slot ${keyId}`);
+    this.#slots[keyId] = keyMaterial === undefined ? undefined : createMemoryCipher(this.cipherMode, keyMaterial, this.#xeTweak);
+    this.#generations[keyId] = (this.#generations[keyId] ?? 0) + 1;
   }
 
   toJSON(): string {
@@ -100,16 +104,22 @@ export class MemoryController {
  * assembled and given to the PSP; nothing else holds a reference.
  */
 export class KeySlotProgrammer {
-  constructor(readonly memoryController: MemoryController) {}
+  readonly #write: (keyId: KeyId, keyMaterial: Buffer | undefined) => void;
+
+  constructor(memoryController: MemoryController) {
+    const write = slotWriters.get(memoryController);
+    if (write === undefined) throw new Error('not a memory controller');
+    this.#write = write;
+  }
 
   /** Loads 32 bytes of key material into a slot; the buffer is wiped. */
   install(keyId: KeyId, keyMaterial: Buffer): void {
-    MemoryController.program(this.memoryController, keyId, keyMaterial);
+    this.#write(keyId, keyMaterial);
   }
 
   /** Forgets a slot's key (a later access through it is a KeySlotEmptyError). */
   clear(keyId: KeyId): void {
-    MemoryController.program(this.memoryController, keyId, undefined);
+    this.#write(keyId, undefined);
   }
 
   toJSON(): string {

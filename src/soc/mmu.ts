@@ -72,10 +72,14 @@ export class Mmu {
   /** Counts for the bench and the demo. */
   readonly stats = { tlbHits: 0, tlbMisses: 0, walks: 0 };
 
+  readonly #cache: Cache;
+
   constructor(
-    private readonly cache: Cache,
+    cache: Cache,
     readonly format: PagingFormat,
-  ) {}
+  ) {
+    this.#cache = cache;
+  }
 
   /** One-entry memo in front of the TLB map: the last (ASID, page) looked up. */
   #lastTag = -1;
@@ -171,7 +175,7 @@ export class Mmu {
         // Guest page tables are always private under SEV, whatever the C-bits say.
         const nested = this.#nestedWalk(state, entryGpa, 'read', true);
         if (nested.kind !== 'ok') return nested;
-        const raw = this.cache.read(nested.spa, PTE_SIZE, privateKey);
+        const raw = this.#cache.read(nested.spa, PTE_SIZE, privateKey);
         const e = this.format.decode(raw);
         const code = (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
         if (!e.present)
@@ -231,7 +235,7 @@ export class Mmu {
     let executable = true;
     for (let level = 0; level < 4; level++) {
       const entrySpa = Math.floor(table / PAGE_SIZE) * PAGE_SIZE + (idx[level] as number) * PTE_SIZE;
-      const raw = this.cache.read(entrySpa, PTE_SIZE, encrypted ? KEY_HOST : KEY_NONE);
+      const raw = this.#cache.read(entrySpa, PTE_SIZE, encrypted ? KEY_HOST : KEY_NONE);
       const e = this.format.decode(raw);
       if (!e.present)
         return { kind: '#NPF', gpa, exitInfo1: code, reason: `nested level-${4 - level} entry not present` };

@@ -29,37 +29,41 @@ export interface SocOptions {
 
 /** The host CPU's view of memory: its own mappings, with (SME) or without the C-bit. */
 export class HostMemoryView {
-  constructor(private readonly cache: Cache) {}
+  readonly #cache: Cache;
+
+  constructor(cache: Cache) {
+    this.#cache = cache;
+  }
 
   /** A host load through its direct map; `encrypted` = the mapping's C-bit (SME key). */
   read(spa: number, length: number, encrypted: boolean): Buffer {
-    return this.cache.read(spa, length, encrypted ? KEY_HOST : KEY_NONE);
+    return this.#cache.read(spa, length, encrypted ? KEY_HOST : KEY_NONE);
   }
 
   write(spa: number, data: Uint8Array, encrypted: boolean): void {
-    this.cache.write(spa, data, encrypted ? KEY_HOST : KEY_NONE);
+    this.#cache.write(spa, data, encrypted ? KEY_HOST : KEY_NONE);
   }
 
   wbinvd(): void {
-    this.cache.wbinvd();
+    this.#cache.wbinvd();
   }
 
   /** INVD: drops dirty lines without writing them back. */
   invd(): void {
-    this.cache.invd();
+    this.#cache.invd();
   }
 
   clflush(spa: number): void {
-    this.cache.clflush(spa);
+    this.#cache.clflush(spa);
   }
 
   clflushRange(spa: number, length: number): void {
-    this.cache.clflushRange(spa, length);
+    this.#cache.clflushRange(spa, length);
   }
 
   /** Whether (line, key id) is cached and dirty — state, never data (attacks.md C7). */
   probe(spa: number, keyId: KeyId): LineState {
-    return this.cache.probe(spa, keyId);
+    return this.#cache.probe(spa, keyId);
   }
 
   toJSON(): string {
@@ -71,7 +75,7 @@ export class Soc {
   readonly dram: Dram;
   readonly paging: PagingFormat;
   readonly hostMemory: HostMemoryView;
-  readonly core: Core;
+  readonly #core: Core;
   readonly #mc: MemoryController;
   readonly #cache: Cache;
   readonly #mmu: Mmu;
@@ -91,7 +95,7 @@ export class Soc {
     );
     this.#cache = new Cache(this.#mc, opts.cache ?? DEFAULT_CACHE_GEOMETRY);
     this.#mmu = new Mmu(this.#cache, this.paging);
-    this.core = new Core(this.#cache, this.#mmu, this.#mc, this.paging);
+    this.#core = new Core(this.#cache, this.#mmu, this.#mc, this.paging);
     this.hostMemory = new HostMemoryView(this.#cache);
   }
 
@@ -132,21 +136,21 @@ export class Soc {
 
   /** VMRUN on the (only modelled) core. */
   vmrun(vmcbAddress: number, options?: VmrunOptions): VmExit {
-    return this.core.vmrun(vmcbAddress, options);
+    return this.#core.vmrun(vmcbAddress, options);
   }
 
   /** Live migration: a vCPU's execution state leaves this machine with its VMCB. */
   exportVcpu(vmcbAddress: number): VcpuHandoff {
-    return this.core.exportVcpu(vmcbAddress);
+    return this.#core.exportVcpu(vmcbAddress);
   }
 
   importVcpu(vmcbAddress: number, handoff: VcpuHandoff): void {
-    this.core.importVcpu(vmcbAddress, handoff);
+    this.#core.importVcpu(vmcbAddress, handoff);
   }
 
   /** Attaches the software a vCPU's firmware image boots into. */
   attachGuestSoftware(vmcbAddress: number, software: GuestSoftware): void {
-    this.core.attachSoftware(vmcbAddress, software);
+    this.#core.attachSoftware(vmcbAddress, software);
   }
 
   toJSON(): string {
