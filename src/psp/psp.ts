@@ -289,6 +289,7 @@ export class Psp implements Mailbox {
     this.#tmr = tmr;
     // Every ASID starts dirty: the host must WBINVD and DF_FLUSH before the first ACTIVATE.
     this.#asids.markAllDirty();
+    this.#caps.asids.invalidateAll();
     this.#caps.dma.clearWbinvdDone();
     this.#configFlags = cmd.flags & INIT_FLAG_ES ? PLATFORM_CONFIG_ES : 0;
     this.#platformState = PlatformState.INIT;
@@ -299,6 +300,7 @@ export class Psp implements Mailbox {
     for (const g of this.#guests.values()) g.wipe();
     this.#guests.clear();
     this.#asids.releaseAll();
+    this.#caps.asids.invalidateAll();
     this.#configFlags = 0;
     this.#tmr = undefined;
     this.#platformState = PlatformState.UNINIT;
@@ -461,6 +463,7 @@ export class Psp implements Mailbox {
     if (g.activation === 'pending') {
       g.activation = 'active';
       this.#asids.bind(g.asid, g.handle, 'in-use');
+      this.#caps.asids.setValid(g.asid, true);
     }
     g.closeChannel();
     g.state = GuestState.RUNNING;
@@ -485,6 +488,7 @@ export class Psp implements Mailbox {
     g.asid = asid;
     g.activation = running ? 'active' : 'pending';
     this.#asids.bind(asid, g.handle, running ? 'in-use' : 'allocated');
+    if (running) this.#caps.asids.setValid(asid, true);
     return ok();
   }
 
@@ -497,6 +501,7 @@ export class Psp implements Mailbox {
     // the ASID becomes dirty, so its stale cache lines must be flushed before it is reused.
     if (this.#asids.use(g.asid) === 'in-use') this.#caps.dma.clearWbinvdDone();
     this.#asids.unbind(g.asid);
+    this.#caps.asids.setValid(g.asid, false);
     g.asid = 0;
     g.activation = 'inactive';
     return ok();
@@ -1058,6 +1063,7 @@ export class Psp implements Mailbox {
     if (g.activation === 'pending') {
       g.activation = 'active';
       this.#asids.bind(g.asid, g.handle, 'in-use');
+      this.#caps.asids.setValid(g.asid, true);
     }
     g.closeChannel();
     g.state = GuestState.RUNNING;

@@ -251,7 +251,6 @@ export class Cache {
     return this.#wbinvdDone;
   }
 
-
   /**
    * A coherent device access (the PSP's DMA): lines of the same key in the range are
    * written back and invalidated first; lines under OTHER keys are not touched — the fabric is not

@@ -67,18 +67,21 @@ interface VcpuRuntime {
 
 const DEFAULT_BUDGET = 1_000_000;
 
-/** A vCPU's execution state in transit between cores (opaque; usable once). */
+const handoffs = new WeakMap<VcpuHandoff, VcpuRuntime>();
+
+function takeHandoff(h: VcpuHandoff): VcpuRuntime {
+  const r = handoffs.get(h);
+  if (r === undefined) throw new Error('this vCPU state was already resumed');
+  handoffs.delete(h);
+  return r;
+}
+
+/** A vCPU's execution state in transit between cores (opaque: nothing in it can be read; usable once). */
 export class VcpuHandoff {
-  #runtime: VcpuRuntime | undefined;
   constructor(runtime: VcpuRuntime) {
-    this.#runtime = runtime;
+    handoffs.set(this, runtime);
   }
-  static take(h: VcpuHandoff): VcpuRuntime {
-    const r = h.#runtime;
-    if (r === undefined) throw new Error('this vCPU state was already resumed');
-    h.#runtime = undefined;
-    return r;
-  }
+
   toJSON(): string {
     return '[VcpuHandoff]';
   }
@@ -102,6 +105,10 @@ interface PagingRegisters {
 
 export class Core {
   readonly #vcpus = new Map<number, VcpuRuntime>();
+  /** Which software each code frame belongs to (see #bindCode). */
+  readonly #codeOwners = new Map<number, GuestSoftware>();
+  /** SEV ASIDs the PSP has made valid for VMRUN. */
+  readonly #validAsids = new Set<number>();
   #verifiedLine = -1;
   #verifiedSpaLine = -1;
   #valueOut: InstructionResult;
@@ -124,6 +131,7 @@ export class Core {
 
   /** Binds guest software to the vCPU whose VMCB is at `vmcbAddress` (what its firmware image boots). */
   attachSoftware(vmcbAddress: number, software: GuestSoftware): void {
+    this.#bindCode(vmcbAddress, software);
     this.#vcpus.set(this.#format.splitCBit(vmcbAddress).address, {
       software,
       thread: undefined,
@@ -135,6 +143,37 @@ export class Core {
   }
 
   /**
+   * Ties the physical frames holding `software`'s code (found through the VMCB's nested tables) to
+   * that software. What a guest's bytes *do* is fixed by the guest, not by the host: a host that
+   * points another VMCB at those frames can make the CPU run the guest's own code, never code of
+   * its choosing. Throws if the frames already belong to other software.
+   */
+  #bindCode(vmcbAddress: number, software: GuestSoftware): void {
+    const vmcb = this.#format.splitCBit(vmcbAddress);
+    const control = VmcbControl.decode(
+      this.#cache.read(vmcb.address, VmcbControl.size, vmcb.encrypted ? KEY_HOST : KEY_NONE),
+    );
+    const frames: number[] = [];
+    for (let off = 0; off < software.code.length; off += PAGE_SIZE) {
+      const spa = this.#mmu.nestedTranslate(Number(control.nestedCr3), software.codeBase + off);
+      if (spa === undefined) continue;
+      const page = Math.floor(spa / PAGE_SIZE);
+      const owner = this.#codeOwners.get(page);
+      if (owner !== undefined && owner !== software)
+        throw new Error(
+          `code frame 0x${(page * PAGE_SIZE).toString(16)} already holds another guest's software`,
+        );
+      frames.push(page);
+    }
+    for (const page of frames) this.#codeOwners.set(page, software);
+  }
+
+  /** Releases the code frames of software leaving this machine. */
+  #unbindCode(software: GuestSoftware): void {
+    for (const [page, owner] of this.#codeOwners) if (owner === software) this.#codeOwners.delete(page);
+  }
+
+  /**
    * Takes a vCPU's in-flight execution state off this core (live migration: what the source host
    * hands over with the VMCB). The returned object is opaque: nothing in it can be inspected.
    */
@@ -143,12 +182,25 @@ export class Core {
     const vcpu = this.#vcpus.get(key);
     if (vcpu === undefined) throw new RangeError('no vCPU runs from that VMCB');
     this.#vcpus.delete(key);
+    this.#unbindCode(vcpu.software);
     return new VcpuHandoff(vcpu);
   }
 
   /** Resumes an exported vCPU from a VMCB on this core. */
   importVcpu(vmcbAddress: number, handoff: VcpuHandoff): void {
-    this.#vcpus.set(this.#format.splitCBit(vmcbAddress).address, VcpuHandoff.take(handoff));
+    const runtime = takeHandoff(handoff);
+    this.#bindCode(vmcbAddress, runtime.software);
+    this.#vcpus.set(this.#format.splitCBit(vmcbAddress).address, runtime);
+  }
+
+  /** The PSP's view of ASID validity (ASPFW marks an ASID valid at activation, invalid at DEACTIVATE). */
+  setAsidValid(asid: number, valid: boolean): void {
+    if (valid) this.#validAsids.add(asid);
+    else this.#validAsids.delete(asid);
+  }
+
+  invalidateAllAsids(): void {
+    this.#validAsids.clear();
   }
 
   #vmcbRead(vmcb: { address: number; encrypted: boolean }): {
@@ -181,6 +233,8 @@ export class Core {
     const sev = (nestedCtl & NESTED_CTL_SEV_ENABLE) !== 0n;
     if (sev && !this.#mc.slotInfo(asid).programmed)
       return invalid(`SEV guest ASID ${asid} has no key installed`);
+    if (sev && !this.#validAsids.has(asid))
+      return invalid(`SEV ASID ${asid} is not valid (no activated, launched guest owns it)`);
     const vcpu = this.#vcpus.get(vmcb.address);
     if (vcpu === undefined) return invalid('no guest software attached to this VMCB');
 

@@ -89,8 +89,10 @@ export class MemoryController {
   }
 
   #program(keyId: KeyId, keyMaterial: Buffer | undefined): void {
-    if (!Number.isInteger(keyId) || keyId < 0 || keyId > this.maxAsid) throw new RangeError(`no key slot ${keyId}`);
-    this.#slots[keyId] = keyMaterial === undefined ? undefined : createMemoryCipher(this.cipherMode, keyMaterial, this.#xeTweak);
+    if (!Number.isInteger(keyId) || keyId < 0 || keyId > this.maxAsid)
+      throw new RangeError(`no key slot ${keyId}`);
+    this.#slots[keyId] =
+      keyMaterial === undefined ? undefined : createMemoryCipher(this.cipherMode, keyMaterial, this.#xeTweak);
     this.#generations[keyId] = (this.#generations[keyId] ?? 0) + 1;
   }
 

@@ -104,6 +104,13 @@ export class Mmu {
     this.#lastTag = -1;
   }
 
+  /** GPA → SPA through the nested tables at `nestedCr3`, or undefined if unmapped. */
+  nestedTranslate(nestedCr3: number, gpa: number): number | undefined {
+    const state: GuestPagingState = { asid: 0, sev: false, pagingEnabled: false, cr3: 0, nestedCr3 };
+    const r = this.#nestedWalk(state, gpa, 'read', false);
+    return r.kind === 'ok' ? r.spa : undefined;
+  }
+
   /**
    * Translates a guest access; faults are returned, never thrown. The returned Translation is a
    * reused object, valid until the next call.

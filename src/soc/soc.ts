@@ -105,9 +105,18 @@ export class Soc {
    */
   static assemble(opts: SocOptions): { soc: Soc; pspCapabilities: PspCapabilities } {
     const soc = new Soc(opts.profile, opts);
+    const core = soc.#core;
+    const asids: AsidValidity = {
+      setValid: (asid, valid) => core.setAsidValid(asid, valid),
+      invalidateAll: () => core.invalidateAllAsids(),
+    };
     return {
       soc,
-      pspCapabilities: { keySlots: new KeySlotProgrammer(soc.#mc), dma: new PspDmaPort(soc.#mc, soc.#cache) },
+      pspCapabilities: {
+        keySlots: new KeySlotProgrammer(soc.#mc),
+        dma: new PspDmaPort(soc.#mc, soc.#cache),
+        asids,
+      },
     };
   }
 
@@ -158,8 +167,15 @@ export class Soc {
   }
 }
 
+/** The firmware's control of which SEV ASIDs the cores will run (ASPFW mark_asid_valid/invalid). */
+export interface AsidValidity {
+  setValid(asid: number, valid: boolean): void;
+  invalidateAll(): void;
+}
+
 /** What only the PSP may hold. */
 export interface PspCapabilities {
   readonly keySlots: KeySlotProgrammer;
   readonly dma: PspDmaPort;
+  readonly asids: AsidValidity;
 }
