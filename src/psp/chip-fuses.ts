@@ -1,6 +1,8 @@
 // The chip's secret, fused at manufacturing: the root of the CEK, the chip ID and the sealing key of
-// the PSP's flash. Seeded runs derive it from the seed; otherwise a state directory keeps it in a
-// "fuses" file (the chip itself, not software-visible storage) and in-memory platforms draw it fresh.
+// the PSP's flash. Seeded runs derive it from the seed (so a seeded platform protects nothing: its
+// keys follow from a known string — use seeds for reproducible tests and demos only). Otherwise a
+// state directory keeps it in `fuses.bin`, which stands for the chip itself: whoever can read the
+// state directory holds the chip, so protect it like the machine. In-memory platforms draw it fresh.
 import { randomBytes } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';

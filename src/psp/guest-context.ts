@@ -32,13 +32,8 @@ export class GuestContext {
     return decodeSevPolicy(this.policy).encryptedState;
   }
 
-  /** A copy of the key material for the memory controller (which wipes it). */
-  vekForInstall(): Buffer {
-    return Buffer.from(this.#vek);
-  }
-
-  /** Key sharing: LAUNCH_START with this guest's handle copies the VEK seed. */
-  vekForSharing(): Buffer {
+  /** A copy of the VEK: for the memory controller (which wipes it) or a key-sharing LAUNCH_START. */
+  vekCopy(): Buffer {
     return Buffer.from(this.#vek);
   }
 

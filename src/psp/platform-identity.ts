@@ -230,6 +230,8 @@ export class PlatformIdentity {
     ) {
       return 'INVALID_CERTIFICATE';
     }
+    // The firmware adds its CEK signature in the first empty slot; none left is a bad certificate.
+    if (!pek.cert.signatures.some((sig) => sig.type === 'empty')) return 'INVALID_CERTIFICATE';
     const withCek = signInto(pek.cert, this.#cek, SevCertUsage.CEK);
     this.#owner = {
       ...this.#owner,

@@ -79,6 +79,8 @@ import { GuestContext } from './guest-context.js';
 
 /** At most 1024 guests, handles 1..1024 (ASPFW sev_plat.h SEV_GUEST_COUNT_MAX). */
 export const MAX_GUESTS = 1024;
+/** The firmware's bounce buffer bounds one LAUNCH_SECRET packet (ASPFW SEV_SCRATCH_BUF_LEN). */
+const SCRATCH_BUFFER_BYTES = 0x5000;
 /** An SEV-ES VMSA is one page. */
 const VMSA_SIZE = 0x1000;
 /** Firmware reads LAUNCH_UPDATE data in chunks (ASPFW uses 0x5000; larger here for speed). */
@@ -123,6 +125,8 @@ export class Psp implements Mailbox {
   readonly #asids: AsidTable;
   readonly #keyRng: Drbg;
   readonly #nonceRng: Drbg;
+  /** OCA/PEK/PDH and channel keys: their own stream, so creating an identity never shifts a VEK. */
+  readonly #identityRng: Drbg;
   readonly #caps: PspCapabilities;
   readonly #profile: ProductProfile;
   readonly #paging: PagingFormat;
@@ -142,6 +146,7 @@ export class Psp implements Mailbox {
     this.#amdRoot = opts.amdRoot ?? (() => simulatedAmdRoot());
     this.#keyRng = Drbg.create(opts.seed, 'psp-key-rng');
     this.#nonceRng = Drbg.create(opts.seed, 'psp-nonce-rng');
+    this.#identityRng = Drbg.create(opts.seed, 'psp-identity-rng');
     this.#asids = new AsidTable(opts.profile.maxSevAsid);
     // The host's SME key: generated inside the SoC at boot, never visible to software.
     caps.keySlots.install(KEY_HOST, this.#keyRng.generate(MEMORY_KEY_MATERIAL_BYTES));
@@ -153,7 +158,14 @@ export class Psp implements Mailbox {
   }
 
   issue(command: number, bufferAddress: number): SevStatusCode {
-    const status = this.#dispatch(command, bufferAddress);
+    let status: SevStatusCode;
+    try {
+      status = this.#dispatch(command, bufferAddress);
+    } catch {
+      // Nothing escapes the firmware: an internal failure (unreadable flash, a corrupt root) is a
+      // hardware error to the host, and handlers validate before they change state.
+      status = SevStatus.HWERROR_PLATFORM;
+    }
     this.log.push({ command, status });
     return status;
   }
@@ -373,7 +385,7 @@ export class Psp implements Mailbox {
       if (other === undefined) return SevStatus.INVALID_GUEST;
       if (other.policy !== cmd.policy || decodeSevPolicy(other.policy).noKeySharing)
         return SevStatus.POLICY_FAILURE;
-      vek = other.vekForSharing();
+      vek = other.vekCopy();
     } else {
       vek = this.#keyRng.generate(MEMORY_KEY_MATERIAL_BYTES);
     }
@@ -483,7 +495,7 @@ export class Psp implements Mailbox {
     if (this.#asids.dirty(asid)) return fail(SevStatus.DF_FLUSH_REQUIRED);
     const min = this.#profile.minSevAsid;
     if (g.encryptedState ? asid >= min : asid < min) return fail(SevStatus.INVALID_ASID);
-    this.#caps.keySlots.install(asid, g.vekForInstall());
+    this.#caps.keySlots.install(asid, g.vekCopy());
     const running = g.state === GuestState.RUNNING || g.state === GuestState.SUPDATE;
     g.asid = asid;
     g.activation = running ? 'active' : 'pending';
@@ -608,7 +620,7 @@ export class Psp implements Mailbox {
     if (this.#platformState !== PlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     return fail(
       this.#updateIdentity((id) => {
-        id.regeneratePek(this.#keyRng, this.#profile.firmware);
+        id.regeneratePek(this.#identityRng, this.#profile.firmware);
         return undefined;
       }),
     );
@@ -620,7 +632,7 @@ export class Psp implements Mailbox {
     }
     return fail(
       this.#updateIdentity((id) => {
-        id.regeneratePdh(this.#keyRng, this.#profile.firmware);
+        id.regeneratePdh(this.#identityRng, this.#profile.firmware);
         return undefined;
       }),
     );
@@ -639,7 +651,9 @@ export class Psp implements Mailbox {
     const where = this.#address(cmd.csrPaddr, SEV_CERT_SIZE);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
     this.#caps.dma.write(where.spa, this.#identity().pekCsr(), where.key);
-    return ok();
+    const out = Buffer.from(buf);
+    PekCsrBuffer.write(out, { csrLength: SEV_CERT_SIZE });
+    return ok(out);
   }
 
   #pekCertImport(buf: Buffer): Result {
@@ -653,7 +667,9 @@ export class Psp implements Mailbox {
     if (pekAt === undefined || ocaAt === undefined) return fail(SevStatus.INVALID_ADDRESS);
     const pek = this.#caps.dma.read(pekAt.spa, SEV_CERT_SIZE, pekAt.key);
     const oca = this.#caps.dma.read(ocaAt.spa, SEV_CERT_SIZE, ocaAt.key);
-    return fail(this.#updateIdentity((id) => id.importPek(pek, oca, this.#keyRng, this.#profile.firmware)));
+    return fail(
+      this.#updateIdentity((id) => id.importPek(pek, oca, this.#identityRng, this.#profile.firmware)),
+    );
   }
 
   #pdhCertExport(buf: Buffer): Result {
@@ -674,7 +690,9 @@ export class Psp implements Mailbox {
     this.#caps.dma.write(pdhAt.spa, id.pdhCert, pdhAt.key);
     // The chain is PEK ‖ OCA ‖ CEK (sev-tool sev_cert_chain_buf).
     this.#caps.dma.write(chainAt.spa, Buffer.concat([id.pekCert, id.ocaCert, id.cekCert]), chainAt.key);
-    return ok();
+    const out = Buffer.from(buf);
+    PdhCertExportBuffer.write(out, { pdhLength: SEV_CERT_SIZE, chainLength });
+    return ok(out);
   }
 
   #getId(buf: Buffer): Result {
@@ -687,7 +705,9 @@ export class Psp implements Mailbox {
     const where = this.#address(cmd.idPaddr, GET_ID_BYTES);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
     this.#caps.dma.write(where.spa, this.#identity().chipId, where.key);
-    return ok();
+    const out = Buffer.from(buf);
+    GetIdBuffer.write(out, { idLength: GET_ID_BYTES });
+    return ok(out);
   }
 
   // ---- the owner's channel (sev-reference §4, §5.3) -----------------------------------------
@@ -703,10 +723,13 @@ export class Psp implements Mailbox {
     sessionLength: number,
     policy: number,
   ): { tek: Buffer; tik: Buffer } | SevStatusCode {
-    if (sessionLength !== SessionBuffer.size || certLength !== SEV_CERT_SIZE) return SevStatus.INVALID_LENGTH;
-    const certAt = this.#address(certPaddr, SEV_CERT_SIZE);
+    // ASPFW: the session's length and copy first, then the certificate's.
+    if (sessionLength !== SessionBuffer.size) return SevStatus.INVALID_LENGTH;
     const sessionAt = this.#address(sessionPaddr, SessionBuffer.size);
-    if (certAt === undefined || sessionAt === undefined) return SevStatus.INVALID_ADDRESS;
+    if (sessionAt === undefined) return SevStatus.INVALID_ADDRESS;
+    if (certLength !== SEV_CERT_SIZE) return SevStatus.INVALID_LENGTH;
+    const certAt = this.#address(certPaddr, SEV_CERT_SIZE);
+    if (certAt === undefined) return SevStatus.INVALID_ADDRESS;
     let godh: KeyObject;
     try {
       const cert = decodeSevCert(this.#caps.dma.read(certAt.spa, SEV_CERT_SIZE, certAt.key));
@@ -748,25 +771,27 @@ export class Psp implements Mailbox {
   /** LAUNCH_SECRET: MAC-check the packet under the TIK, decrypt it with the TEK, write it under the VEK. */
   #launchSecret(buf: Buffer): Result {
     const cmd = TransportBuffer.decode(buf);
-    const g = this.#guestFor(cmd.handle, [GuestState.LSECRET]);
+    // ASPFW sev_mcmd_launch_secret: platform, handle, address, lengths, then guest state and activation.
+    const g = this.#guestFor(cmd.handle, 'any');
     if (typeof g === 'number') return fail(g);
-    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
     if (cmd.guestPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
     if (
       cmd.hdrLength !== PacketHeader.size ||
       cmd.guestLength === 0 ||
       cmd.guestLength % 16 !== 0 ||
+      cmd.guestLength > SCRATCH_BUFFER_BYTES ||
       cmd.guestLength !== cmd.transLength
     ) {
       return fail(SevStatus.INVALID_LENGTH);
     }
+    if (g.state !== GuestState.LSECRET) return fail(SevStatus.INVALID_GUEST_STATE);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
     const hdrAt = this.#address(cmd.hdrPaddr, PacketHeader.size);
     const transAt = this.#address(cmd.transPaddr, cmd.transLength);
     const guestAt = this.#address(cmd.guestPaddr, cmd.guestLength);
     if (hdrAt === undefined || transAt === undefined || guestAt === undefined)
       return fail(SevStatus.INVALID_ADDRESS);
     const hdr = PacketHeader.decode(this.#caps.dma.read(hdrAt.spa, PacketHeader.size, hdrAt.key));
-    if ((hdr.flags & PACKET_FLAG_COMPRESSED) !== 0) return fail(SevStatus.UNSUPPORTED);
     const ct = this.#caps.dma.read(transAt.spa, cmd.transLength, transAt.key);
     const mac = g.packetMac(
       ChannelContext.SECRET,
@@ -777,6 +802,8 @@ export class Psp implements Mailbox {
       g.measurement ?? Buffer.alloc(32),
     );
     if (!macEquals(mac, hdr.mac)) return fail(SevStatus.BAD_MEASUREMENT);
+    // The MAC is checked before the flags: a compressed packet with a good MAC is UNSUPPORTED.
+    if ((hdr.flags & PACKET_FLAG_COMPRESSED) !== 0) return fail(SevStatus.UNSUPPORTED);
     const plain = g.decryptPacket(hdr.iv, ct);
     this.#caps.dma.write(guestAt.spa, plain, g.asid);
     plain.fill(0);
@@ -810,7 +837,9 @@ export class Psp implements Mailbox {
     const sig = this.#identity().signWithPek(report.subarray(0, SEV_ATTESTATION_SIGNED_LENGTH));
     SevAttestationReport.write(report, { sigR: sig.r, sigS: sig.s });
     this.#caps.dma.write(where.spa, report, where.key);
-    return ok();
+    const out = Buffer.from(buf);
+    AttestationBuffer.write(out, { length: SevAttestationReport.size });
+    return ok(out);
   }
 
   // ---- migration (sev-reference §8) --------------------------------------------------------
@@ -928,8 +957,8 @@ export class Psp implements Mailbox {
     if (typeof dest === 'number') return fail(dest);
     const sessionAt = this.#address(cmd.sessionPaddr, SessionBuffer.size);
     if (sessionAt === undefined) return fail(SevStatus.INVALID_ADDRESS);
-    const tek = this.#keyRng.generate(16);
-    const tik = this.#keyRng.generate(16);
+    const tek = this.#identityRng.generate(16);
+    const tik = this.#identityRng.generate(16);
     const nonce = this.#nonceRng.generate(16);
     const wrapIv = this.#nonceRng.generate(16);
     const z = this.#identity().agreeWithPdh(dest.pdh);
@@ -1085,7 +1114,7 @@ export class Psp implements Mailbox {
         policy: g.policy,
         activation: g.activation,
       })),
-      dirtyAsids: this.#asids.dirtyAsids().slice(0, 16),
+      dirtyAsids: this.#asids.dirtyAsids(),
     };
   }
 

@@ -2,10 +2,10 @@
 // SHA-384 — the shape of AMD's real Rome+ roots, with key IDs that begin "SIMULATED" so that no one
 // mistakes them for AMD's. It stands for AMD's offline signing service: it signs each chip's CEK at
 // "manufacturing". RSA-4096 generation takes seconds, so a root is created once and kept in a cache
-// directory (SEVSIM_AMD_ROOT_DIR, default <tmpdir>/sevsim-simulated-amd-root); every simulated
+// directory (SEVSIM_AMD_ROOT_DIR, default <tmpdir>/sevsim-simulated-amd-root-<uid>, private to the user); every simulated
 // platform on the machine then chains to the same root, as real chips chain to AMD's.
 import { createPrivateKey, generateKeyPairSync, randomBytes, type KeyObject } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -61,14 +61,18 @@ function rootCert(
 }
 
 class Root implements SimulatedAmdRoot {
+  readonly #askKey: KeyObject;
+
   constructor(
     readonly ark: Buffer,
     readonly ask: Buffer,
-    readonly askKey: KeyObject,
-  ) {}
+    askKey: KeyObject,
+  ) {
+    this.#askKey = askKey;
+  }
 
   signCek(cek: SevCert): SevCert {
-    const signature = rsaPssSignLe(this.askKey, 'sha384', sevCertSignedBytes(encodeSevCert(cek)));
+    const signature = rsaPssSignLe(this.#askKey, 'sha384', sevCertSignedBytes(encodeSevCert(cek)));
     const slot = {
       type: 'rsa' as const,
       usage: SevCertUsage.ASK,
@@ -97,13 +101,28 @@ function generate(): { ark: Buffer; ask: Buffer; askKeyPem: string } {
 
 const loaded = new Map<string, SimulatedAmdRoot>();
 
+/** Per user, so another local user cannot plant a root everyone's platforms would chain to. */
+function defaultRootDirectory(): string {
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  return process.env.SEVSIM_AMD_ROOT_DIR ?? join(tmpdir(), `sevsim-simulated-amd-root-${uid}`);
+}
+
+/** Refuses a root directory another user owns or others may write. */
+function checkOwnership(directory: string): void {
+  const st = statSync(directory);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : st.uid;
+  if (st.uid !== uid || (st.mode & 0o022) !== 0) {
+    throw new Error(`simulated AMD root directory ${directory} is not private to this user`);
+  }
+}
+
 /** The machine's simulated AMD root, created on first use. */
-export function simulatedAmdRoot(
-  directory = process.env.SEVSIM_AMD_ROOT_DIR ?? join(tmpdir(), 'sevsim-simulated-amd-root'),
-): SimulatedAmdRoot {
+export function simulatedAmdRoot(directory = defaultRootDirectory()): SimulatedAmdRoot {
   const cached = loaded.get(directory);
   if (cached !== undefined) return cached;
   const file = join(directory, 'root.json');
+  mkdirSync(directory, { recursive: true, mode: 0o700 });
+  checkOwnership(directory);
   let text: string;
   try {
     text = readFileSync(file, 'utf8');

@@ -3,7 +3,7 @@
 // the owner makes a launch session for the PDH → the host launches OVMF (SEV or SEV-ES) → the owner
 // checks the measurement → the owner's secret is injected → the guest reads it from private memory →
 // the host, DRAM and DBG_DECRYPT under NODBG all fail to reveal it.
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DebugBuffer,
@@ -77,10 +77,12 @@ export function runOwnerLaunch(options: OwnerLaunchOptions): OwnerLaunchResult {
     steps.push(skipped ? { step, ok, detail, skipped } : { step, ok, detail });
     return ok;
   };
-  const save = (name: string, bytes: Buffer): void => {
+  const save = (name: string, bytes: Buffer, ownerSecret = false): void => {
     if (options.outDir === undefined) return;
     mkdirSync(options.outDir, { recursive: true });
-    writeFileSync(join(options.outDir, name), bytes);
+    // The transport keys are the owner's: readable by the owner only.
+    writeFileSync(join(options.outDir, name), bytes, { mode: ownerSecret ? 0o600 : 0o644 });
+    if (ownerSecret) chmodSync(join(options.outDir, name), 0o600);
     artifacts.push(name);
   };
   const finish = (): OwnerLaunchResult => ({ ok: steps.every((s) => s.ok), steps, artifacts });
@@ -136,7 +138,7 @@ export function runOwnerLaunch(options: OwnerLaunchOptions): OwnerLaunchResult {
   const session = createLaunchSession(chain.pdh, policy);
   save('godh.cert', session.godhCert);
   save('launch_blob.bin', session.session);
-  save('tmp_tk.bin', encodeTransportKeys({ tek: session.tek, tik: session.tik }));
+  save('tmp_tk.bin', encodeTransportKeys({ tek: session.tek, tik: session.tik }), true);
   record(
     'owner makes the launch session',
     true,
