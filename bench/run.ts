@@ -1,7 +1,7 @@
 // sevsim benchmarks: `npm run bench` (builds, then `node --expose-gc dist/bench/run.js`).
 //
 //   --json          print one JSON object instead of the table
-//   --only LIST     comma-separated subset of: cipher, guest, launch
+//   --only LIST     comma-separated subset of: cipher, guest, launch, owner
 //   --quick         fewer repetitions and a smaller launch image (a smoke run, not for figures)
 //
 // Every figure is the median of several measured repetitions after warm-up, printed with a
@@ -20,8 +20,9 @@ import {
   type Settings,
 } from './harness.js';
 import { runLaunchBenchmarks } from './launch-update.js';
+import { runOwnerBenchmarks } from './owner-launch.js';
 
-const SUITES = ['cipher', 'guest', 'launch'] as const;
+const SUITES = ['cipher', 'guest', 'launch', 'owner'] as const;
 type Suite = (typeof SUITES)[number];
 
 interface Args {
@@ -46,7 +47,7 @@ function parseArgs(argv: readonly string[]): Args {
       only = list as Suite[];
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node --expose-gc dist/bench/run.js [--json] [--quick] [--only cipher,guest,launch]',
+        'usage: node --expose-gc dist/bench/run.js [--json] [--quick] [--only cipher,guest,launch,owner]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
@@ -110,6 +111,8 @@ function main(): void {
   };
   const info = machine();
   const launchSettings: Settings = { ...settings, warmup: 1, reps: args.quick ? 2 : 3 };
+  /** Owner benchmarks: child processes and launches of ~0.1–0.5 s each, so more repetitions are cheap. */
+  const ownerSettings: Settings = { ...settings, warmup: 1, reps: args.quick ? 3 : 9 };
   const started = now();
   const rows: Row[] = [];
   const seconds: Record<string, number> = {};
@@ -118,7 +121,8 @@ function main(): void {
     collectGarbage();
     if (suite === 'cipher') rows.push(...runCipherBenchmarks(settings, log));
     else if (suite === 'guest') rows.push(...runGuestAccessBenchmarks(settings, log));
-    else rows.push(...runLaunchBenchmarks(launchSettings, log));
+    else if (suite === 'launch') rows.push(...runLaunchBenchmarks(launchSettings, log));
+    else rows.push(...runOwnerBenchmarks(ownerSettings, log));
     seconds[suite] = Number(((now() - t0) / 1000).toFixed(1));
   }
   const totalSeconds = Number(((now() - started) / 1000).toFixed(1));
@@ -132,6 +136,7 @@ function main(): void {
           machine: info,
           settings,
           launchSettings,
+          ownerSettings,
           seconds: { ...seconds, total: totalSeconds },
           rows,
           targets,
@@ -147,7 +152,7 @@ function main(): void {
   );
   console.log(`load average (1 min) at start ${info.loadAverageAtStart}, at end ${info.loadAverageAtEnd}`);
   console.log(
-    `median of ${settings.reps} repetitions after ${settings.warmup} warm-up (launch: ${launchSettings.reps} after ${launchSettings.warmup}); total ${totalSeconds} s ${JSON.stringify(seconds)}`,
+    `median of ${settings.reps} repetitions after ${settings.warmup} warm-up (launch: ${launchSettings.reps} after ${launchSettings.warmup}; owner: ${ownerSettings.reps} after ${ownerSettings.warmup}); total ${totalSeconds} s ${JSON.stringify(seconds)}`,
   );
   console.log('');
   console.log(render(rows));
