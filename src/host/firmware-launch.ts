@@ -16,6 +16,9 @@ import {
   SevCommand,
   TransportBuffer,
   buildResetVmsa,
+  SEV_HASH_TABLE_PADDED_LENGTH,
+  type SevKernelHashes,
+  encodeSevHashTable,
   parseOvmfFooter,
 } from '../abi/index.js';
 import { PAGE_SIZE, type GuestSoftware } from '../soc/index.js';
@@ -43,6 +46,11 @@ export interface FirmwareLaunchConfig {
   readonly vcpus: number;
   /** CPUID(1).EAX of the vCPU model, for the VMSAs' RDX. */
   readonly vcpuSignature: number;
+  /**
+   * Direct kernel boot (QEMU -kernel/-initrd/-append with kernel-hashes=on): the three SHA-256 digests
+   * QEMU puts in the firmware's hashes table, which is then measured after the image.
+   */
+  readonly kernelHashes?: SevKernelHashes;
   /** The guest owner's GODH certificate and session buffer (no transport keys without them). */
   readonly session?: { readonly godhCert: Buffer; readonly session: Buffer };
 }
@@ -101,6 +109,21 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
     paddr: BigInt(vm.spaOf(base)),
     length: size,
   });
+  if (config.kernelHashes !== undefined) {
+    // QEMU sev_add_kernel_loader_hashes: the padded table goes where the firmware's footer says, measured.
+    const area = footer.sevHashTableArea;
+    if (area === undefined || area.base === 0 || area.size < SEV_HASH_TABLE_PADDED_LENGTH) {
+      throw new RangeError('kernel specified but the firmware has no usable kernel-hashes area');
+    }
+    const table = encodeSevHashTable(config.kernelHashes);
+    hv.loadGuestImage(vm, area.base, table);
+    hv.soc.hostMemory.clflushRange(vm.spaOf(area.base), table.length);
+    d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+      handle: vm.handle,
+      paddr: BigInt(vm.spaOf(area.base)),
+      length: table.length,
+    });
+  }
   if (config.encryptedState) {
     for (let i = 0; i < config.vcpus; i++) {
       const vmsa = buildResetVmsa({
