@@ -152,11 +152,11 @@ describe('no host-visible object leads to a key-handling component', () => {
       if (ArrayBuffer.isView(x) || x instanceof ArrayBuffer) continue;
       if (x instanceof Map) for (const [k, v] of x) queue.push(k, v);
       if (x instanceof Set) for (const v of x) queue.push(v);
-      for (const key of Reflect.ownKeys(x as object)) {
-        const desc = Reflect.getOwnPropertyDescriptor(x as object, key);
+      for (const key of Reflect.ownKeys(x)) {
+        const desc = Reflect.getOwnPropertyDescriptor(x, key);
         if (desc !== undefined && 'value' in desc) queue.push(desc.value);
       }
-      queue.push(Reflect.getPrototypeOf(x as object));
+      queue.push(Reflect.getPrototypeOf(x));
     }
     expect(visited).toBeGreaterThan(50);
   });

@@ -986,18 +986,26 @@ export class Psp implements Mailbox {
 
   /** SEND_UPDATE_DATA/VMSA: guest memory, decrypted with the VEK, re-encrypted under the TEK and MAC'd. */
   #sendUpdate(buf: Buffer, vmsa: boolean): Result {
+    if (this.#platformState !== PlatformState.WORKING) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = TransportBuffer.decode(buf);
-    const g = this.#guestFor(cmd.handle, [GuestState.SUPDATE]);
-    if (typeof g === 'number') return fail(g);
-    if (vmsa && !g.encryptedState) return fail(SevStatus.UNSUPPORTED);
-    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
+    // ASPFW sev_mcmd_send_update checks the header size before the handle and the guest's state.
     if (cmd.hdrLength < PacketHeader.size) {
       const out = Buffer.from(buf);
       TransportBuffer.write(out, { hdrLength: PacketHeader.size });
       return fail(SevStatus.INVALID_LENGTH, out);
     }
+    const g = this.#guestFor(cmd.handle, [GuestState.SUPDATE]);
+    if (typeof g === 'number') return fail(g);
+    if (vmsa && !g.encryptedState) return fail(SevStatus.UNSUPPORTED);
+    if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
     const len = cmd.guestLength;
-    if (len === 0 || len % 16 !== 0 || cmd.transLength < len || (vmsa && len !== VMSA_SIZE))
+    if (
+      len === 0 ||
+      len % 16 !== 0 ||
+      len > SCRATCH_BUFFER_BYTES ||
+      cmd.transLength < len ||
+      (vmsa && len !== VMSA_SIZE)
+    )
       return fail(SevStatus.INVALID_LENGTH);
     if (cmd.guestPaddr % 16n !== 0n) return fail(SevStatus.INVALID_ADDRESS);
     const guestAt = this.#address(cmd.guestPaddr, len);
@@ -1058,9 +1066,10 @@ export class Psp implements Mailbox {
     if (g.activation === 'inactive') return fail(SevStatus.INACTIVE);
     const len = cmd.guestLength;
     if (
-      cmd.hdrLength !== PacketHeader.size ||
+      cmd.hdrLength < PacketHeader.size ||
       len === 0 ||
       len % 16 !== 0 ||
+      len > SCRATCH_BUFFER_BYTES ||
       len !== cmd.transLength ||
       (vmsa && len !== VMSA_SIZE)
     ) {
