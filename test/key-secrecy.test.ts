@@ -161,3 +161,67 @@ describe('no host-visible object leads to a key-handling component', () => {
     expect(visited).toBeGreaterThan(50);
   });
 });
+
+describe('identity and channel keys never leave the PSP either', () => {
+  it('OCA/PEK/PDH/CEK private scalars, the chip secret and the owner’s TEK/TIK appear in no host-visible object, output, state file or DRAM', async () => {
+    const { readFileSync, readdirSync, mkdtempSync } = await import('node:fs');
+    const { tmpdir } = await import('node:os');
+    const { join, resolve } = await import('node:path');
+    const { runOwnerLaunch } = await import('../src/scenarios/owner-launch.js');
+    const { sevKdf, p384PrivateKeyFromBytes } = await import('../src/crypto/index.js');
+    const seed = 'identity-secrecy';
+    // The keys this seed gives the platform: chip secret, CEK (from it), OCA, PEK, PDH (identity stream).
+    const chip = Drbg.fromSeed(seed, 'chip-secret').generate(32);
+    const identityStream = Drbg.fromSeed(seed, 'psp-identity-rng');
+    const scalar = (bytes: Buffer): Buffer => {
+      const jwk = p384PrivateKeyFromBytes(bytes).export({ format: 'jwk' });
+      return Buffer.from(String(jwk.d), 'base64url');
+    };
+    const cek = scalar(sevKdf(chip, 56, 'sev-chip-endorsement-key'));
+    const [oca, pek, pdh] = [0, 1, 2].map(() => scalar(identityStream.generate(56)));
+    const keys = [chip, cek, oca as Buffer, pek as Buffer, pdh as Buffer];
+    for (const k of [...keys]) keys.push(Buffer.from(k).reverse()); // little-endian forms too
+
+    // A state directory, a full owner launch with a session and a secret, artifacts written.
+    const state = mkdtempSync(join(tmpdir(), 'sevsim-secrecy-state-'));
+    const out = mkdtempSync(join(tmpdir(), 'sevsim-secrecy-out-'));
+    const ovmf = readFileSync(resolve(import.meta.dirname, '../../shared/testdata/ovmf/OVMF.fd'));
+    const platform = createPlatform({ seed, stateDirectory: state, dramBytes: 64 << 20 });
+    const hv = new Hypervisor(platform);
+    hv.initPlatform();
+    const { exportPlatformCerts } = await import('../src/host/index.js');
+    const certs = exportPlatformCerts(hv);
+    // Non-vacuity: the regenerated PDH scalar is the platform's (its public key is in the exported PDH).
+    const { decodeSevCert } = await import('../src/abi/index.js');
+    const { p384PublicKeyToAmd } = await import('../src/crypto/index.js');
+    const again = Drbg.fromSeed(seed, 'psp-identity-rng');
+    again.generate(56);
+    again.generate(56);
+    const pdhPoint = p384PublicKeyToAmd(p384PrivateKeyFromBytes(again.generate(56)));
+    const exported = decodeSevCert(certs.pdh).pubkey;
+    expect(exported.type === 'ec' && exported.qx.equals(pdhPoint.qx)).toBe(true);
+
+    const launch = runOwnerLaunch({ ovmf, mode: 'sev', seed, outDir: out });
+    expect(launch.ok).toBe(true);
+    const tk = readFileSync(join(out, 'tmp_tk.bin')); // the owner's TEK‖TIK: must not reach the host
+    const ownerKeys = [tk.subarray(0, 16), tk.subarray(16, 32)];
+
+    const visible = [
+      inspect(hv, { showHidden: true, depth: Infinity, getters: true }),
+      inspect(platform, { showHidden: true, depth: Infinity, getters: true }),
+      JSON.stringify(platform.psp.log),
+      JSON.stringify(launch),
+      certs.pdh.toString('hex'),
+      certs.chain.toString('hex'),
+      ...readdirSync(state)
+        .filter((f) => f !== 'fuses.bin')
+        .map((f) => readFileSync(join(state, f)).toString('hex')),
+      ...readdirSync(out)
+        .filter((f) => f !== 'tmp_tk.bin')
+        .map((f) => readFileSync(join(out, f)).toString('hex')),
+    ].join('\n');
+    expect(leaks(visible, keys)).toEqual([]);
+    expect(leaks(visible, ownerKeys)).toEqual([]);
+    for (const f of fragments([...keys, ...ownerKeys])) expect(platform.soc.dram.scan(f)).toEqual([]);
+  });
+});

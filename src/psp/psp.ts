@@ -575,7 +575,7 @@ export class Psp implements Mailbox {
     const identity = PlatformIdentity.create(
       this.#chipSecret,
       this.#amdRoot(),
-      this.#keyRng,
+      this.#identityRng,
       this.#profile.firmware,
     );
     this.#nv?.save(IDENTITY_RECORD, identity.serialize());
