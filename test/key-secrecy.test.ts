@@ -2,6 +2,9 @@
 // regenerates the PSP's key stream from the seed (so it knows every key the run drew), proves it
 // really holds the guest's key by decrypting guest memory with it, and then searches every
 // host-visible object, output and all of DRAM for any 8-byte piece of any key.
+import { mkdtempSync, readFileSync, readdirSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
 import { inspect } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { Drbg, MEMORY_KEY_MATERIAL_BYTES, createMemoryCipher } from '../src/crypto/index.js';
@@ -164,9 +167,6 @@ describe('no host-visible object leads to a key-handling component', () => {
 
 describe('identity and channel keys never leave the PSP either', () => {
   it('OCA/PEK/PDH/CEK private scalars, the chip secret and the owner’s TEK/TIK appear in no host-visible object, output, state file or DRAM', async () => {
-    const { readFileSync, readdirSync, mkdtempSync } = await import('node:fs');
-    const { tmpdir } = await import('node:os');
-    const { join, resolve } = await import('node:path');
     const { runOwnerLaunch } = await import('../src/scenarios/owner-launch.js');
     const { sevKdf, p384PrivateKeyFromBytes } = await import('../src/crypto/index.js');
     const seed = 'identity-secrecy';
