@@ -1,5 +1,5 @@
 // Issue 3 §6: the owner-verified launch end to end, in both modes, and what a tampering host gets.
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
@@ -91,6 +91,8 @@ describe('owner-verified launch', () => {
       out,
     ]);
     expect(simulated.code).toBe(0);
+    expect(simulated.out).toMatch(/SIMULATED AMD root/);
+    expect((statSync(join(out, 'tmp_tk.bin')).mode & 0o777).toString(8)).toBe('600');
     const real = cli(['owner', 'verify-chain', '--roots', roots, out]);
     expect(real.code).toBe(1);
   });

@@ -147,6 +147,9 @@ const CHAIN_FILES: Record<Exclude<ChainRole, 'ARK' | 'ASK'>, string> = {
   PDH: 'pdh.cert',
 };
 
+/** Key IDs of sevsim's simulated root begin with this (bytes 0x04.. of an AMD root-key certificate). */
+const SIMULATED = Buffer.from('SIMULATED', 'ascii');
+
 function runVerifyChain(chainDir: string, opts: VerifyChainOptions, cmd: Command): void {
   const config = cmd.configureOutput();
   const write = (s: string): void => {
@@ -176,6 +179,10 @@ function runVerifyChain(chainDir: string, opts: VerifyChainOptions, cmd: Command
     labels.ASK = roots.askLabel;
     result = verifySevChain({ ...chain, ark: roots.ark, ask: roots.ask }, labels);
     rootsLine = `${roots.product ?? 'ARK and ASK'} (${roots.how})`;
+    // Evidence from a simulated platform says so (its key IDs start "SIMULATED"): never AMD's.
+    if (Buffer.from(roots.ark.subarray(4, 4 + SIMULATED.length)).equals(SIMULATED)) {
+      rootsLine += ' — a SIMULATED AMD root (sevsim), not AMD’s';
+    }
   } else {
     // No generation's ASK signs this CEK: check the owner's half anyway, and say why the AMD half fails.
     result = verifySevChain(chain, labels);
