@@ -205,6 +205,11 @@ describe('platform identity', () => {
     expect(importAt(forged, oca)).toBe(SevStatus.BAD_SIGNATURE);
     const otherBody = encodeSevCert(sign({ ...csr, apiMinor: csr.apiMinor + 1 }));
     expect(importAt(otherBody, oca)).toBe(SevStatus.INVALID_CERTIFICATE);
+    // ASPFW sev_cert_validate_sig: no slot by the OCA at all (the unsigned CSR) is INVALID_CERTIFICATE.
+    expect(importAt(encodeSevCert(csr), oca)).toBe(SevStatus.INVALID_CERTIFICATE);
+    // The platform's own exported PEK and OCA: valid, but no empty slot for the CEK signature.
+    const own = exportChain();
+    expect(importAt(own.pek, own.oca)).toBe(SevStatus.INVALID_CERTIFICATE);
     expect(exportChain()).toEqual(before);
     expect(importAt(pek, oca)).toBe(SevStatus.SUCCESS);
     const after = exportChain();

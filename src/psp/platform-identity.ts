@@ -14,13 +14,14 @@ import {
   type SevSignature,
   decodeSevCert,
   encodeSevCert,
-  verifyCertSignature,
 } from '../abi/index.js';
 import {
   type AmdEcdsaSignature,
   type Drbg,
   type FirmwareVersion,
   ecdhP384,
+  ecdsaP384Verify,
+  p384PublicKeyFromAmd,
   ecdsaP384Sign,
   p384PrivateKeyFromBytes,
   p384PublicKeyToAmd,
@@ -47,6 +48,33 @@ function ecCert(
     pubkey: { type: 'ec', usage, algo, curve: SEV_CERT_CURVE_P384, qx, qy, reserved: Buffer.alloc(0x370) },
     signatures: [{ type: 'empty' }, { type: 'empty' }],
   };
+}
+
+/**
+ * ASPFW sev_cert_validate_sig: INVALID_CERTIFICATE unless a slot names the signer's usage and algorithm,
+ * BAD_SIGNATURE if such a slot does not verify (or the signer's key cannot sign); undefined when valid.
+ */
+function firmwareSignatureStatus(
+  subject: SevCert,
+  subjectBytes: Buffer,
+  signer: SevCert,
+): 'INVALID_CERTIFICATE' | 'BAD_SIGNATURE' | undefined {
+  const key = signer.pubkey;
+  if (key.type !== 'ec' || key.algo !== SevCertAlgo.ECDSA_SHA256) return 'INVALID_CERTIFICATE';
+  let publicKey: KeyObject;
+  try {
+    publicKey = p384PublicKeyFromAmd(key);
+  } catch {
+    return 'INVALID_CERTIFICATE';
+  }
+  let status: 'INVALID_CERTIFICATE' | undefined = 'INVALID_CERTIFICATE';
+  for (const sig of subject.signatures) {
+    if (sig.type !== 'ecdsa' || sig.usage !== key.usage || sig.algo !== key.algo) continue;
+    if (!ecdsaP384Verify(publicKey, 'sha256', subjectBytes.subarray(0, SEV_CERT_SIGNED_LENGTH), sig))
+      return 'BAD_SIGNATURE';
+    status = undefined;
+  }
+  return status;
 }
 
 /** Fills the first empty slot with the signer's ECDSA P-384/SHA-256 signature (the firmware's order). */
@@ -214,15 +242,22 @@ export class PlatformIdentity {
     } catch {
       return 'INVALID_CERTIFICATE';
     }
-    if (
-      oca.format !== 'sev' ||
-      pek.format !== 'sev' ||
-      oca.cert.pubkey.usage !== SevCertUsage.OCA ||
-      pek.cert.pubkey.usage !== SevCertUsage.PEK
-    ) {
-      return 'INVALID_CERTIFICATE';
+    if (oca.format !== 'sev' || pek.format !== 'sev') return 'INVALID_CERTIFICATE';
+    // ASPFW sev_cert_validate: the signature first, then who may sign whom (usage rules).
+    for (const [subject, rule] of [
+      [oca, [SevCertUsage.OCA]],
+      [pek, [SevCertUsage.OCA, SevCertUsage.CEK]],
+    ] as const) {
+      const sig = firmwareSignatureStatus(subject.cert, subject.bytes, oca.cert);
+      if (sig !== undefined) return sig;
+      const expected = subject === oca ? SevCertUsage.OCA : SevCertUsage.PEK;
+      if (
+        subject.cert.pubkey.usage !== expected ||
+        !(rule as readonly number[]).includes(oca.cert.pubkey.usage)
+      ) {
+        return 'INVALID_CERTIFICATE';
+      }
     }
-    if (!verifyCertSignature(oca, oca).ok || !verifyCertSignature(pek, oca).ok) return 'BAD_SIGNATURE';
     if (
       !pekBytes
         .subarray(0, SEV_CERT_SIGNED_LENGTH)

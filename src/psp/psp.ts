@@ -204,7 +204,7 @@ export class Psp implements Mailbox {
       case SevCommand.LAUNCH_MEASURE:
         return this.#launchMeasure(buf);
       case SevCommand.LAUNCH_FINISH:
-        return this.#launchFinish(buf);
+        return this.#finish(buf, GuestState.LSECRET);
       case SevCommand.ACTIVATE:
         return this.#activate(buf);
       case SevCommand.DEACTIVATE:
@@ -248,7 +248,7 @@ export class Psp implements Mailbox {
       case SevCommand.RECEIVE_UPDATE_VMSA:
         return this.#receiveUpdate(buf, true);
       case SevCommand.RECEIVE_FINISH:
-        return this.#receiveFinish(buf);
+        return this.#finish(buf, GuestState.RUPDATE);
       case SevCommand.DBG_DECRYPT:
         return this.#debugCrypt(buf, false);
       case SevCommand.DBG_ENCRYPT:
@@ -468,9 +468,13 @@ export class Psp implements Mailbox {
     return ok();
   }
 
-  #launchFinish(buf: Buffer): Result {
+  /**
+   * LAUNCH_FINISH (from LSECRET) and RECEIVE_FINISH (from RUPDATE): the guest runs, a pending
+   * activation completes (its ASID becomes valid), and the transport channel closes.
+   */
+  #finish(buf: Buffer, from: GuestStateCode): Result {
     const cmd = HandleBuffer.decode(buf);
-    const g = this.#guestFor(cmd.handle, [GuestState.LSECRET]);
+    const g = this.#guestFor(cmd.handle, [from]);
     if (typeof g === 'number') return fail(g);
     if (g.activation === 'pending') {
       g.activation = 'active';
@@ -1090,21 +1094,6 @@ export class Psp implements Mailbox {
     const plain = g.decryptPacket(hdr.iv, ct);
     this.#caps.dma.write(guestAt.spa, plain, g.asid);
     plain.fill(0);
-    return ok();
-  }
-
-  /** RECEIVE_FINISH: RUPDATE → RUNNING, completing a pending activation; the channel closes. */
-  #receiveFinish(buf: Buffer): Result {
-    const cmd = HandleBuffer.decode(buf);
-    const g = this.#guestFor(cmd.handle, [GuestState.RUPDATE]);
-    if (typeof g === 'number') return fail(g);
-    if (g.activation === 'pending') {
-      g.activation = 'active';
-      this.#asids.bind(g.asid, g.handle, 'in-use');
-      this.#caps.asids.setValid(g.asid, true);
-    }
-    g.closeChannel();
-    g.state = GuestState.RUNNING;
     return ok();
   }
 
