@@ -21,3 +21,12 @@ export {
   type DemoOptions,
   type KeySlotRow,
 } from './scenarios/sev-demo.js';
+/** The guest owner's checks and tools (they need only AMD's formats, so they work on real hardware output). */
+export * from './owner/index.js';
+/** The owner-verified launch of a real firmware image. */
+export {
+  runOwnerLaunch,
+  type OwnerLaunchOptions,
+  type OwnerLaunchResult,
+  type LaunchStep,
+} from './scenarios/owner-launch.js';
