@@ -174,13 +174,12 @@ export class Hypervisor {
       if (range.bytes % PAGE_SIZE !== 0 || range.bytes <= 0 || range.gpa % PAGE_SIZE !== 0) {
         throw new RangeError('guest memory ranges must be page-aligned and non-empty');
       }
-      this.frames.allocateMany(range.bytes / PAGE_SIZE, true).forEach((spa, i) => {
-        const gpa = range.gpa + i * PAGE_SIZE;
-        frames.set(gpa / PAGE_SIZE, spa);
-        mem.write(spa, Buffer.alloc(PAGE_SIZE), false);
-        if (sev) mem.clflushRange(spa, PAGE_SIZE);
-        npt.map(gpa, { spa, writable: true, executable: true, hostEncrypted: false });
-      });
+      // Fresh frames read as zero and are in no cache, so unlike reused ones they need no
+      // zero-and-flush before a guest uses them under its key (KVM flushes on REG_REGION).
+      const pages = range.bytes / PAGE_SIZE;
+      const base = this.frames.allocateFresh(pages);
+      for (let i = 0; i < pages; i++) frames.set(range.gpa / PAGE_SIZE + i, base + i * PAGE_SIZE);
+      npt.mapRange(range.gpa, base, pages, { writable: true, executable: true, hostEncrypted: false });
       total += range.bytes;
     }
     const vm = new Vm(name, asid, sev, policy, total, this.frames.allocate(), npt, frames);

@@ -84,6 +84,33 @@ export class NestedPageTable {
     );
   }
 
+  /** Maps `pages` consecutive pages at `gpa` to consecutive frames at `spa`: one table write per 2 MiB. */
+  mapRange(gpa: number, spa: number, pages: number, flags: Omit<NestedMapping, 'spa'>): void {
+    for (let done = 0; done < pages;) {
+      const at = gpa + done * PAGE_SIZE;
+      const first = this.#leafSlot(at, true) as number;
+      const inTable = Math.min(
+        pages - done,
+        NestedPageTable.ENTRIES - ((at / PAGE_SIZE) % NestedPageTable.ENTRIES),
+      );
+      const entries = Buffer.alloc(inTable * PTE_SIZE);
+      for (let i = 0; i < inTable; i++) {
+        this.format
+          .encode({
+            address: spa + (done + i) * PAGE_SIZE,
+            present: true,
+            writable: flags.writable,
+            user: true,
+            noExecute: !flags.executable,
+            encrypted: flags.hostEncrypted,
+          })
+          .copy(entries, i * PTE_SIZE);
+      }
+      this.memory.write(first, entries, true);
+      done += inTable;
+    }
+  }
+
   unmap(gpa: number): void {
     const slot = this.#leafSlot(gpa, false);
     if (slot !== undefined) this.memory.write(slot, Buffer.alloc(PTE_SIZE), true);
