@@ -14,3 +14,6 @@ export * from './sev-session.js';
 export * from './sev-attestation-report.js';
 export * from './sev-cert-signature.js';
 export * from './efi-secret-table.js';
+export * from './der.js';
+export * from './amd-cert-extensions.js';
+export * from './snp-report.js';

@@ -7,6 +7,7 @@ import { type OwnerLaunchResult, runOwnerLaunch } from '../scenarios/owner-launc
 import { renderDemo } from './render-demo.js';
 import { addMeasureCommand } from './owner-measure.js';
 import { addVerifyChainCommand } from './owner-verify-chain.js';
+import { addVerifyReportCommand } from './owner-verify-report.js';
 import { addLaunchCommand } from './launch-command.js';
 import {
   addSecretCommand,
@@ -106,6 +107,7 @@ export function buildProgram(): Command {
   addVerifyMeasurementCommand(owner);
   addSecretCommand(owner);
   addVerifyAttestationCommand(owner);
+  addVerifyReportCommand(owner);
   addLaunchCommand(program);
   return program;
 }

@@ -5,3 +5,4 @@ export * from './launch-digest.js';
 export * from './launch-session.js';
 export * from './launch-secret.js';
 export * from './sev-attestation.js';
+export * from './snp-report-verify.js';

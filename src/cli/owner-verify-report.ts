@@ -1,0 +1,263 @@
+// `sevsim owner verify-report`: the guest owner's check of a real SEV-SNP attestation report — its
+// signature under the VCEK/VLEK, the AMD chain, the certificate's extensions and the owner's policy.
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { type Command } from 'commander';
+import { AbiDecodeError } from '../abi/index.js';
+import {
+  type SnpRootSet,
+  type SnpVerifyResult,
+  SnpVerifyInputError,
+  snpRootSetFromBundle,
+  verifySnpReport,
+} from '../owner/index.js';
+
+const EXIT_FAILED = 1;
+const EXIT_INPUT = 2;
+
+interface VerifyReportOptions {
+  report?: string;
+  cert?: string;
+  roots?: string;
+  ark?: string;
+  ask?: string;
+  allowDebug?: boolean;
+  asOf?: string;
+  json?: boolean;
+}
+
+class InputError extends Error {}
+
+function readInput(path: string, what: string): Buffer {
+  try {
+    return readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EISDIR'
+          ? 'is a directory'
+          : code === 'EACCES'
+            ? 'permission denied'
+            : err instanceof Error
+              ? err.message
+              : String(err);
+    throw new InputError(`cannot read ${what} ${path}: ${why}`);
+  }
+}
+
+const isFile = (p: string): boolean => statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
+
+/** Each generation folder under `dir` with ark.pem (and ask.pem and/or ask_ark_asvk.pem). */
+function loadRoots(opts: VerifyReportOptions): SnpRootSet[] {
+  if (opts.roots !== undefined) {
+    if (opts.ark !== undefined || opts.ask !== undefined)
+      throw new InputError('give either --roots DIR or --ark FILE and --ask FILE, not both');
+    let names: string[];
+    try {
+      names = readdirSync(opts.roots).sort();
+    } catch {
+      throw new InputError(`cannot read roots directory ${opts.roots}`);
+    }
+    const sets: SnpRootSet[] = [];
+    for (const name of names) {
+      const dir = join(opts.roots, name);
+      const set: Partial<SnpRootSet> = { name };
+      if (isFile(join(dir, 'ask_ark_asvk.pem')))
+        Object.assign(
+          set,
+          snpRootSetFromBundle(name, readInput(join(dir, 'ask_ark_asvk.pem'), 'root bundle')),
+        );
+      if (isFile(join(dir, 'ark.pem'))) set.ark = readInput(join(dir, 'ark.pem'), 'ARK');
+      if (isFile(join(dir, 'ask.pem'))) set.ask = readInput(join(dir, 'ask.pem'), 'ASK');
+      if (set.ark !== undefined) sets.push(set as SnpRootSet);
+    }
+    if (sets.length === 0) throw new InputError(`no <generation>/ark.pem under ${opts.roots}`);
+    return sets;
+  }
+  if (opts.ark === undefined || opts.ask === undefined)
+    throw new InputError('give --roots DIR or --ark FILE and --ask FILE (the ASK, or the ASVK for a VLEK)');
+  // --ask may name the ASK or the ASVK: the chain check tries it as the leaf's issuer either way.
+  return [{ name: opts.ark, ark: readInput(opts.ark, 'ARK'), ask: readInput(opts.ask, 'ASK') }];
+}
+
+function parseAsOf(s: string | undefined): Date | undefined {
+  if (s === undefined) return undefined;
+  const d = new Date(s);
+  if (Number.isNaN(d.getTime())) throw new InputError(`--as-of ${s} is not a date (use e.g. 2025-06-01)`);
+  return d;
+}
+
+const hex = (b: Uint8Array): string => Buffer.from(b).toString('hex');
+const h64 = (v: bigint): string => `0x${v.toString(16).padStart(16, '0')}`;
+
+function tcbText(t: SnpVerifyResult['tcb']['current']): string {
+  const parts = t.layout === 'turin' ? [`fmc ${t.fmc ?? 0}`] : [];
+  parts.push(`bl ${t.bootloader}`, `tee ${t.tee}`, `snp ${t.snp}`, `ucode ${t.microcode}`);
+  return `${h64(t.raw)}  (${parts.join(', ')})`;
+}
+
+/** Every report field, in offset order, as [name, value] rows. */
+function reportRows(res: SnpVerifyResult): [string, string][] {
+  const r = res.report;
+  const rows: [string, string][] = [
+    ['VERSION', String(r.version)],
+    ['GUEST_SVN', String(r.guestSvn)],
+    ['POLICY', `${h64(r.policy)}${(r.policy & (1n << 19n)) !== 0n ? '  (DEBUG allowed)' : ''}`],
+    ['FAMILY_ID', hex(r.familyId)],
+    ['IMAGE_ID', hex(r.imageId)],
+    ['VMPL', String(r.vmpl)],
+    ['SIGNATURE_ALGO', `${r.signatureAlgo}${r.signatureAlgo === 1 ? ' (ECDSA P-384 SHA-384)' : ''}`],
+    ['CURRENT_TCB', tcbText(res.tcb.current)],
+    ['PLATFORM_INFO', h64(r.platformInfo)],
+    ['AUTHOR_KEY_EN', String(r.authorKeyEn)],
+    ['MASK_CHIP_KEY', String(r.maskChipKey)],
+    ['SIGNING_KEY', r.signingKey],
+    ['REPORT_DATA', hex(r.reportData)],
+    ['MEASUREMENT', hex(r.measurement)],
+    ['HOST_DATA', hex(r.hostData)],
+    ['ID_KEY_DIGEST', hex(r.idKeyDigest)],
+    ['AUTHOR_KEY_DIGEST', hex(r.authorKeyDigest)],
+    ['REPORT_ID', hex(r.reportId)],
+    ['REPORT_ID_MA', hex(r.reportIdMa)],
+    ['REPORTED_TCB', tcbText(res.tcb.reported)],
+  ];
+  if (r.cpuid !== undefined)
+    rows.push([
+      'CPUID_FAM/MOD/STEP',
+      `0x${r.cpuid.family.toString(16)} / 0x${r.cpuid.model.toString(16)} / ${r.cpuid.stepping}`,
+    ]);
+  rows.push(
+    ['CHIP_ID', hex(r.chipId)],
+    ['COMMITTED_TCB', tcbText(res.tcb.committed)],
+    ['CURRENT_VERSION', `${r.currentMajor}.${r.currentMinor}.${r.currentBuild}`],
+    ['COMMITTED_VERSION', `${r.committedMajor}.${r.committedMinor}.${r.committedBuild}`],
+    ['LAUNCH_TCB', tcbText(res.tcb.launch)],
+  );
+  if (r.version >= 5)
+    rows.push(['LAUNCH_MIT_VECTOR', h64(r.launchMitVector)], ['CURRENT_MIT_VECTOR', h64(r.currentMitVector)]);
+  rows.push(
+    ['SIGNATURE_R', hex(r.signatureR.subarray(0, 48))],
+    ['SIGNATURE_S', hex(r.signatureS.subarray(0, 48))],
+  );
+  return rows;
+}
+
+const jsonReplacer = (_k: string, v: unknown): unknown =>
+  typeof v === 'bigint' ? `0x${v.toString(16)}` : Buffer.isBuffer(v) ? v.toString('hex') : v;
+
+function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
+  const config = cmd.configureOutput();
+  const write = (s: string): void => {
+    if (config.writeOut) config.writeOut(s);
+    else process.stdout.write(s);
+  };
+  if (opts.report === undefined) throw new InputError('--report FILE is required');
+  if (opts.cert === undefined) throw new InputError('--cert FILE (the VCEK or VLEK) is required');
+  const roots = loadRoots(opts);
+  const asOf = parseAsOf(opts.asOf);
+  const report = readInput(opts.report, 'report');
+  const certificate = readInput(opts.cert, 'certificate');
+  let res: SnpVerifyResult;
+  try {
+    res = verifySnpReport({
+      report,
+      certificate,
+      roots,
+      ...(asOf === undefined ? {} : { asOf }),
+      policy: { allowDebug: opts.allowDebug === true },
+    });
+  } catch (err) {
+    if (err instanceof AbiDecodeError || err instanceof SnpVerifyInputError)
+      throw new InputError(err.message);
+    throw err;
+  }
+  if (opts.json === true) {
+    const { raw: _raw, ...fields } = res.report;
+    write(
+      `${JSON.stringify(
+        {
+          ok: res.ok,
+          report: fields,
+          product: res.product ?? null,
+          tcbLayout: res.tcbLayout,
+          tcb: res.tcb,
+          leaf: res.leaf,
+          extensions: res.extensions,
+          roots: res.roots ?? null,
+          checks: res.checks,
+          failed: res.failed,
+        },
+        jsonReplacer,
+        2,
+      )}\n`,
+    );
+  } else {
+    const rows = reportRows(res);
+    const width = Math.max(...rows.map(([k]) => k.length));
+    const checkWidth = Math.max(...res.checks.map((c) => c.name.length));
+    const lines = [
+      `SEV-SNP attestation report ${opts.report} (${res.product ?? 'unknown product'}, TCB layout ${res.tcbLayout})`,
+      ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
+      `Signed by ${res.leaf.subject} (${opts.cert}), issued by ${res.leaf.issuer}, valid ${res.leaf.validFrom} – ${res.leaf.validTo}`,
+      ...res.checks.map((c) => `  ${c.ok ? 'PASS' : 'FAIL'}  ${c.name.padEnd(checkWidth)}  ${c.detail}`),
+      res.ok
+        ? `The report verifies: all ${res.checks.length} checks pass.`
+        : `The report does NOT verify: ${res.failed.length} of ${res.checks.length} checks fail (${res.failed.join(', ')}).`,
+    ];
+    write(`${lines.join('\n')}\n`);
+  }
+  if (!res.ok) {
+    const why = res.checks
+      .filter((c) => !c.ok)
+      .map((c) => `${c.name}: ${c.detail}`)
+      .join('; ');
+    process.stderr.write(`error: report does not verify: ${why}\n`);
+    process.exitCode = EXIT_FAILED;
+  }
+}
+
+/**
+ * Adds `verify-report --report R --cert C [--roots DIR | --ark F --ask F] [--allow-debug] [--as-of DATE]
+ * [--json]` to the `owner` command. Exit status: 0 verified, 1 a check failed, 2 bad input.
+ */
+export function addVerifyReportCommand(owner: Command): void {
+  owner
+    .command('verify-report')
+    .description(
+      'Verify a real SEV-SNP attestation report (0x4A0 bytes): its ECDSA P-384 signature under the VCEK or ' +
+        'VLEK, the chain ARK → ASK → VCEK (or ARK → ASVK → VLEK), the certificate’s hwID and TCB against ' +
+        'the report, and the policy (debug refused unless --allow-debug). Exits 1 if a check fails, 2 if ' +
+        'an input cannot be read.',
+    )
+    .option('--report <file>', 'the attestation report (0x4A0 bytes)')
+    .option('--cert <file>', 'the VCEK or VLEK (DER or PEM; a PEM chain with VCEK first is accepted)')
+    .option(
+      '--roots <dir>',
+      'one folder per generation (milan/, genoa/, turin/) with ark.pem, ask.pem, ask_ark_asvk.pem',
+    )
+    .option('--ark <file>', 'AMD root key (ARK), X.509 PEM or DER')
+    .option('--ask <file>', 'AMD signing key (ASK, or ASVK for a VLEK), X.509 PEM or DER')
+    .option('--allow-debug', 'accept a report whose guest policy allows debugging')
+    .option('--as-of <date>', 'check certificate validity as of this date (ISO 8601) instead of now')
+    .option(
+      '--json',
+      'print one JSON object: ok, report, tcb, leaf, extensions, checks [{name, ok, detail}], failed',
+    )
+    .addHelpText(
+      'after',
+      '\nExamples:\n' +
+        '  sevsim owner verify-report --report report.bin --cert vcek.der --roots amd-roots/\n' +
+        '  sevsim owner verify-report --report r.bin --cert vlek.der --roots amd-roots/ --as-of 2025-06-01',
+    )
+    .action((opts: VerifyReportOptions, cmd: Command) => {
+      try {
+        runVerifyReport(opts, cmd);
+      } catch (err) {
+        if (err instanceof InputError || err instanceof AbiDecodeError || err instanceof SnpVerifyInputError)
+          cmd.error(`error: ${err.message}`, { exitCode: EXIT_INPUT, code: 'sevsim.input' });
+        throw err;
+      }
+    });
+}
