@@ -1,5 +1,6 @@
 // `sevsim owner verify-report`: the guest owner's check of a real SEV-SNP attestation report — its
 // signature under the VCEK/VLEK, the AMD chain, the certificate's extensions and the owner's policy.
+import type { SnpVerifyPolicy } from '../owner/index.js';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command } from 'commander';
@@ -24,9 +25,42 @@ interface VerifyReportOptions {
   allowDebug?: boolean;
   asOf?: string;
   json?: boolean;
+  measurement?: string;
+  reportData?: string;
+  hostData?: string;
+  minTcb?: string;
+}
+
+/** A hex option of an exact byte length (the report's field width). */
+function hexOption(value: string | undefined, name: string, bytes: number): Buffer | undefined {
+  if (value === undefined) return undefined;
+  const clean = value.replace(/^0x/i, '');
+  if (!/^[0-9a-fA-F]*$/.test(clean) || clean.length !== bytes * 2) {
+    throw new InputError(`${name} needs ${bytes} bytes as ${bytes * 2} hex digits`);
+  }
+  return Buffer.from(clean, 'hex');
 }
 
 class InputError extends Error {}
+
+/** The policy the user states beyond debug: expected fields and a minimum TCB (raw u64, hex). */
+function optionalPolicy(opts: VerifyReportOptions): Omit<SnpVerifyPolicy, 'allowDebug'> {
+  const measurement = hexOption(opts.measurement, '--measurement', 48);
+  const reportData = hexOption(opts.reportData, '--report-data', 64);
+  const hostData = hexOption(opts.hostData, '--host-data', 32);
+  let minimumTcb: bigint | undefined;
+  if (opts.minTcb !== undefined) {
+    if (!/^(0x)?[0-9a-fA-F]{1,16}$/.test(opts.minTcb))
+      throw new InputError('--min-tcb needs a TCB_VERSION as up to 16 hex digits');
+    minimumTcb = BigInt(opts.minTcb.startsWith('0x') ? opts.minTcb : `0x${opts.minTcb}`);
+  }
+  return {
+    ...(measurement !== undefined ? { measurement } : {}),
+    ...(reportData !== undefined ? { reportData } : {}),
+    ...(hostData !== undefined ? { hostData } : {}),
+    ...(minimumTcb !== undefined ? { minimumTcb } : {}),
+  };
+}
 
 function readInput(path: string, what: string): Buffer {
   try {
@@ -166,7 +200,10 @@ function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
       certificate,
       roots,
       ...(asOf === undefined ? {} : { asOf }),
-      policy: { allowDebug: opts.allowDebug === true },
+      policy: {
+        allowDebug: opts.allowDebug === true,
+        ...optionalPolicy(opts),
+      },
     });
   } catch (err) {
     if (err instanceof AbiDecodeError || err instanceof SnpVerifyInputError)
@@ -241,6 +278,13 @@ export function addVerifyReportCommand(owner: Command): void {
     .option('--ask <file>', 'AMD signing key (ASK, or ASVK for a VLEK), X.509 PEM or DER')
     .option('--allow-debug', 'accept a report whose guest policy allows debugging')
     .option('--as-of <date>', 'check certificate validity as of this date (ISO 8601) instead of now')
+    .option('--measurement <hex>', 'require this MEASUREMENT (48 bytes, hex)')
+    .option('--report-data <hex>', 'require this REPORT_DATA (64 bytes, hex)')
+    .option('--host-data <hex>', 'require this HOST_DATA (32 bytes, hex)')
+    .option(
+      '--min-tcb <hex>',
+      'require REPORTED_TCB at least this TCB_VERSION (u64, hex), component by component',
+    )
     .option(
       '--json',
       'print one JSON object: ok, report, tcb, leaf, extensions, checks [{name, ok, detail}], failed',
