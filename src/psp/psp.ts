@@ -258,6 +258,11 @@ export class Psp implements Mailbox {
     }
   }
 
+  /** INIT or WORKING: the state most platform and launch commands require. */
+  #initialised(): boolean {
+    return this.#platformState === PlatformState.INIT || this.#platformState === PlatformState.WORKING;
+  }
+
   #inDram(spa: number, length: number): boolean {
     return Number.isSafeInteger(spa) && spa >= 0 && length >= 0 && spa + length <= this.#caps.dma.dramBytes;
   }
@@ -343,9 +348,7 @@ export class Psp implements Mailbox {
   // ---- guest commands ----------------------------------------------------------------------
 
   #launchStart(buf: Buffer): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = LaunchStartBuffer.decode(buf);
     // With a GODH certificate the owner opens a channel; without one, TEK and TIK stay zero and the
     // policy is not checked (ASPFW sev_mcmd_launch_start).
@@ -535,9 +538,7 @@ export class Psp implements Mailbox {
   }
 
   #guestStatus(buf: Buffer): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = GuestStatusBuffer.decode(buf);
     const out = Buffer.from(buf);
     const g = this.#guest(cmd.handle);
@@ -631,9 +632,7 @@ export class Psp implements Mailbox {
   }
 
   #pdhGen(): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     return fail(
       this.#updateIdentity((id) => {
         id.regeneratePdh(this.#identityRng, this.#profile.firmware);
@@ -643,9 +642,7 @@ export class Psp implements Mailbox {
   }
 
   #pekCsr(buf: Buffer): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = PekCsrBuffer.decode(buf);
     if (cmd.csrLength < SEV_CERT_SIZE) {
       const out = Buffer.from(buf);
@@ -677,9 +674,7 @@ export class Psp implements Mailbox {
   }
 
   #pdhCertExport(buf: Buffer): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = PdhCertExportBuffer.decode(buf);
     const chainLength = 3 * SEV_CERT_SIZE;
     if (cmd.pdhLength < SEV_CERT_SIZE || cmd.chainLength < chainLength) {
@@ -1042,9 +1037,7 @@ export class Psp implements Mailbox {
 
   /** RECEIVE_START: the server side of the channel, as LAUNCH_START, for the SENDER's PDH. */
   #receiveStart(buf: Buffer): Result {
-    if (this.#platformState !== PlatformState.INIT && this.#platformState !== PlatformState.WORKING) {
-      return fail(SevStatus.INVALID_PLATFORM_STATE);
-    }
+    if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = ReceiveStartBuffer.decode(buf);
     const channel = this.#openChannel(
       cmd.pdhCertPaddr,
