@@ -47,6 +47,9 @@ import {
   SevCommand,
   SevStatus,
   type SevStatusCode,
+  type Decoded,
+  type FieldSpecs,
+  type StructLayout,
   TMR_SIZE,
   decodeSevPolicy,
 } from '../abi/index.js';
@@ -101,6 +104,17 @@ export interface Mailbox {
 type Result = { status: SevStatusCode; output?: Buffer };
 const ok = (output?: Buffer): Result =>
   output === undefined ? { status: SevStatus.SUCCESS } : { status: SevStatus.SUCCESS, output };
+/** The command buffer with some fields filled in (lengths, handles, outputs), written back with `status`. */
+function withBuffer<S extends FieldSpecs>(
+  buf: Buffer,
+  layout: StructLayout<S>,
+  fields: Partial<Decoded<S>>,
+  status: SevStatusCode,
+): Result {
+  const out = Buffer.from(buf);
+  layout.write(out, fields);
+  return { status, output: out };
+}
 const fail = (status: SevStatusCode, output?: Buffer): Result =>
   output === undefined ? { status } : { status, output };
 
@@ -366,9 +380,7 @@ export class Psp implements Mailbox {
     }
     const created = this.#createGuest(cmd.handle, cmd.policy, channel, GuestState.LUPDATE);
     if (typeof created === 'number') return fail(created);
-    const out = Buffer.from(buf);
-    LaunchStartBuffer.write(out, { handle: created.handle });
-    return ok(out);
+    return withBuffer(buf, LaunchStartBuffer, { handle: created.handle }, SevStatus.SUCCESS);
   }
 
   /**
@@ -453,9 +465,12 @@ export class Psp implements Mailbox {
     const g = this.#guestFor(cmd.handle, [GuestState.LUPDATE]);
     if (typeof g === 'number') return fail(g);
     if (cmd.length < LaunchMeasurement.size) {
-      const out = Buffer.from(buf);
-      LaunchMeasureBuffer.write(out, { length: LaunchMeasurement.size });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(
+        buf,
+        LaunchMeasureBuffer,
+        { length: LaunchMeasurement.size },
+        SevStatus.INVALID_LENGTH,
+      );
     }
     const where = this.#address(cmd.paddr, LaunchMeasurement.size);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
@@ -645,16 +660,12 @@ export class Psp implements Mailbox {
     if (!this.#initialised()) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = PekCsrBuffer.decode(buf);
     if (cmd.csrLength < SEV_CERT_SIZE) {
-      const out = Buffer.from(buf);
-      PekCsrBuffer.write(out, { csrLength: SEV_CERT_SIZE });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(buf, PekCsrBuffer, { csrLength: SEV_CERT_SIZE }, SevStatus.INVALID_LENGTH);
     }
     const where = this.#address(cmd.csrPaddr, SEV_CERT_SIZE);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
     this.#caps.dma.write(where.spa, this.#identity().pekCsr(), where.key);
-    const out = Buffer.from(buf);
-    PekCsrBuffer.write(out, { csrLength: SEV_CERT_SIZE });
-    return ok(out);
+    return withBuffer(buf, PekCsrBuffer, { csrLength: SEV_CERT_SIZE }, SevStatus.SUCCESS);
   }
 
   #pekCertImport(buf: Buffer): Result {
@@ -678,9 +689,12 @@ export class Psp implements Mailbox {
     const cmd = PdhCertExportBuffer.decode(buf);
     const chainLength = 3 * SEV_CERT_SIZE;
     if (cmd.pdhLength < SEV_CERT_SIZE || cmd.chainLength < chainLength) {
-      const out = Buffer.from(buf);
-      PdhCertExportBuffer.write(out, { pdhLength: SEV_CERT_SIZE, chainLength });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(
+        buf,
+        PdhCertExportBuffer,
+        { pdhLength: SEV_CERT_SIZE, chainLength },
+        SevStatus.INVALID_LENGTH,
+      );
     }
     const pdhAt = this.#address(cmd.pdhPaddr, SEV_CERT_SIZE);
     const chainAt = this.#address(cmd.chainPaddr, chainLength);
@@ -689,24 +703,18 @@ export class Psp implements Mailbox {
     this.#caps.dma.write(pdhAt.spa, id.pdhCert, pdhAt.key);
     // The chain is PEK ‖ OCA ‖ CEK (sev-tool sev_cert_chain_buf).
     this.#caps.dma.write(chainAt.spa, Buffer.concat([id.pekCert, id.ocaCert, id.cekCert]), chainAt.key);
-    const out = Buffer.from(buf);
-    PdhCertExportBuffer.write(out, { pdhLength: SEV_CERT_SIZE, chainLength });
-    return ok(out);
+    return withBuffer(buf, PdhCertExportBuffer, { pdhLength: SEV_CERT_SIZE, chainLength }, SevStatus.SUCCESS);
   }
 
   #getId(buf: Buffer): Result {
     const cmd = GetIdBuffer.decode(buf);
     if (cmd.idLength < GET_ID_BYTES) {
-      const out = Buffer.from(buf);
-      GetIdBuffer.write(out, { idLength: GET_ID_BYTES });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(buf, GetIdBuffer, { idLength: GET_ID_BYTES }, SevStatus.INVALID_LENGTH);
     }
     const where = this.#address(cmd.idPaddr, GET_ID_BYTES);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
     this.#caps.dma.write(where.spa, this.#identity().chipId, where.key);
-    const out = Buffer.from(buf);
-    GetIdBuffer.write(out, { idLength: GET_ID_BYTES });
-    return ok(out);
+    return withBuffer(buf, GetIdBuffer, { idLength: GET_ID_BYTES }, SevStatus.SUCCESS);
   }
 
   // ---- the owner's channel (sev-reference §4, §5.3) -----------------------------------------
@@ -820,9 +828,12 @@ export class Psp implements Mailbox {
     ]);
     if (typeof g === 'number') return fail(g);
     if (cmd.length < SevAttestationReport.size) {
-      const out = Buffer.from(buf);
-      AttestationBuffer.write(out, { length: SevAttestationReport.size });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(
+        buf,
+        AttestationBuffer,
+        { length: SevAttestationReport.size },
+        SevStatus.INVALID_LENGTH,
+      );
     }
     const where = this.#address(cmd.paddr, SevAttestationReport.size);
     if (where === undefined) return fail(SevStatus.INVALID_ADDRESS);
@@ -836,9 +847,7 @@ export class Psp implements Mailbox {
     const sig = this.#identity().signWithPek(report.subarray(0, SEV_ATTESTATION_SIGNED_LENGTH));
     SevAttestationReport.write(report, { sigR: sig.r, sigS: sig.s });
     this.#caps.dma.write(where.spa, report, where.key);
-    const out = Buffer.from(buf);
-    AttestationBuffer.write(out, { length: SevAttestationReport.size });
-    return ok(out);
+    return withBuffer(buf, AttestationBuffer, { length: SevAttestationReport.size }, SevStatus.SUCCESS);
   }
 
   // ---- migration (sev-reference §8) --------------------------------------------------------
@@ -946,9 +955,12 @@ export class Psp implements Mailbox {
     const g = this.#guest(cmd.handle);
     if (g === undefined) return fail(SevStatus.INVALID_GUEST);
     if (cmd.sessionLength !== SessionBuffer.size) {
-      const out = Buffer.from(buf);
-      SendStartBuffer.write(out, { sessionLength: SessionBuffer.size });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(
+        buf,
+        SendStartBuffer,
+        { sessionLength: SessionBuffer.size },
+        SevStatus.INVALID_LENGTH,
+      );
     }
     if (g.state !== GuestState.RUNNING) return fail(SevStatus.INVALID_GUEST_STATE);
     if (decodeSevPolicy(g.policy).noSend) return fail(SevStatus.POLICY_FAILURE);
@@ -978,9 +990,7 @@ export class Psp implements Mailbox {
     tek.fill(0);
     tik.fill(0);
     g.state = GuestState.SUPDATE;
-    const out = Buffer.from(buf);
-    SendStartBuffer.write(out, { policy: g.policy });
-    return ok(out);
+    return withBuffer(buf, SendStartBuffer, { policy: g.policy }, SevStatus.SUCCESS);
   }
 
   /** SEND_UPDATE_DATA/VMSA: guest memory, decrypted with the VEK, re-encrypted under the TEK and MAC'd. */
@@ -989,9 +999,7 @@ export class Psp implements Mailbox {
     const cmd = TransportBuffer.decode(buf);
     // ASPFW sev_mcmd_send_update checks the header size before the handle and the guest's state.
     if (cmd.hdrLength < PacketHeader.size) {
-      const out = Buffer.from(buf);
-      TransportBuffer.write(out, { hdrLength: PacketHeader.size });
-      return fail(SevStatus.INVALID_LENGTH, out);
+      return withBuffer(buf, TransportBuffer, { hdrLength: PacketHeader.size }, SevStatus.INVALID_LENGTH);
     }
     const g = this.#guestFor(cmd.handle, [GuestState.SUPDATE]);
     if (typeof g === 'number') return fail(g);
@@ -1020,9 +1028,12 @@ export class Psp implements Mailbox {
     const mac = g.packetMac(ChannelContext.DATA, 0, iv, len, ct, Buffer.alloc(0));
     this.#caps.dma.write(transAt.spa, ct, transAt.key);
     this.#caps.dma.write(hdrAt.spa, PacketHeader.encode({ flags: 0, iv, mac }), hdrAt.key);
-    const out = Buffer.from(buf);
-    TransportBuffer.write(out, { hdrLength: PacketHeader.size, transLength: len });
-    return ok(out);
+    return withBuffer(
+      buf,
+      TransportBuffer,
+      { hdrLength: PacketHeader.size, transLength: len },
+      SevStatus.SUCCESS,
+    );
   }
 
   /** SEND_FINISH (SUPDATE → SENT) and SEND_CANCEL (SUPDATE → RUNNING). */
@@ -1049,9 +1060,7 @@ export class Psp implements Mailbox {
     if (typeof channel === 'number') return fail(channel);
     const created = this.#createGuest(cmd.handle, cmd.policy, channel, GuestState.RUPDATE);
     if (typeof created === 'number') return fail(created);
-    const out = Buffer.from(buf);
-    ReceiveStartBuffer.write(out, { handle: created.handle });
-    return ok(out);
+    return withBuffer(buf, ReceiveStartBuffer, { handle: created.handle }, SevStatus.SUCCESS);
   }
 
   /** RECEIVE_UPDATE_DATA/VMSA: MAC-check under the TIK, decrypt with the TEK, store under the new VEK. */
