@@ -1,9 +1,9 @@
 // `sevsim owner measure`: the launch digest a guest owner should expect, with the options and output of
 // sev-snp-measure's `--mode sev|seves` (virtee/sev-snp-measure cli.py), so the two can be swapped.
-import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { VCPU_TYPE_NAMES, VMM_TYPES, type VmmType, cpuidSignature } from '../abi/index.js';
 import { LaunchDigestError, checkLaunchMode, computeLaunchDigest } from '../owner/index.js';
+import { readInput } from './cli-input.js';
 
 interface MeasureOptions {
   mode: string;
@@ -56,14 +56,6 @@ function parseVmm(v: string): VmmType {
   return vmm;
 }
 
-function readInput(option: string, path: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new Error(`cannot read ${option} ${path}: ${err instanceof Error ? err.message : String(err)}`);
-  }
-}
-
 /** --vcpu-family/--vcpu-model/--vcpu-stepping go together and make a signature, as in the calculator. */
 function signatureFromFms(o: MeasureOptions): number | undefined {
   const parts = [o.vcpuFamily, o.vcpuModel, o.vcpuStepping];
@@ -102,9 +94,9 @@ function measure(o: MeasureOptions, cmd: Command): void {
     );
   const result = computeLaunchDigest({
     mode,
-    ovmf: readInput('--ovmf', o.ovmf),
-    kernel: o.kernel === undefined ? undefined : readInput('--kernel', o.kernel),
-    initrd: o.initrd === undefined ? undefined : readInput('--initrd', o.initrd),
+    ovmf: readInput(o.ovmf, '--ovmf'),
+    kernel: o.kernel === undefined ? undefined : readInput(o.kernel, '--kernel'),
+    initrd: o.initrd === undefined ? undefined : readInput(o.initrd, '--initrd'),
     append: o.append,
     vcpus: o.vcpus,
     vcpuType: o.vcpuType,

@@ -3,7 +3,7 @@
 // packaged_secret.bin, packaged_secret_header.bin) and the inputs QEMU and sevctl give (a LAUNCH_MEASURE
 // blob in base64, sevctl's separate TEK and TIK files), so these tools and the established ones can stand
 // in for each other against a real platform or a simulated one.
-import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, statSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { type Command, Option } from 'commander';
 import {
@@ -29,11 +29,13 @@ import {
   verifyLaunchMeasurement,
   verifySevAttestationReport,
 } from '../owner/index.js';
-
-/** Exit status when the inputs were read and a check failed. */
-const EXIT_CHECK = 1;
-/** Exit status when an input is missing, unreadable or malformed. */
-const EXIT_INPUT = 2;
+import {
+  EXIT_CHECK_FAILED as EXIT_CHECK,
+  EXIT_INPUT,
+  InputError,
+  readFailure,
+  readInput,
+} from './cli-input.js';
 
 /** sev-tool's names (src/commands.h), so its users find the files where they expect them. */
 export const OwnerFiles = {
@@ -43,25 +45,6 @@ export const OwnerFiles = {
   PACKAGED_SECRET: 'packaged_secret.bin',
   PACKAGED_SECRET_HEADER: 'packaged_secret_header.bin',
 } as const;
-
-/** Bad input, reported as `error: …` with exit status 2 and no stack trace. */
-class InputError extends Error {}
-
-function why(err: unknown): string {
-  const code = (err as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return 'no such file';
-  if (code === 'EISDIR') return 'is a directory';
-  if (code === 'EACCES') return 'permission denied';
-  return err instanceof Error ? err.message : String(err);
-}
-
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    throw new InputError(`cannot read ${what} ${path}: ${why(err)}`);
-  }
-}
 
 /** Runs a decoder on a file's bytes; a malformed file names the file, the field and the offset. */
 function decodeInput<T>(label: string, bytes: Buffer, decode: (b: Buffer) => T): T {
@@ -79,7 +62,7 @@ function writeOutput(path: string, data: Uint8Array, secret = false): void {
     writeFileSync(path, data, secret ? { mode: 0o600 } : {});
     if (secret) chmodSync(path, 0o600);
   } catch (err) {
-    throw new InputError(`cannot write ${path}: ${why(err)}`);
+    throw new InputError(`cannot write ${path}: ${readFailure(err)}`);
   }
 }
 
@@ -87,7 +70,7 @@ function makeOutDir(dir: string): void {
   try {
     mkdirSync(dir, { recursive: true });
   } catch (err) {
-    throw new InputError(`cannot create output directory ${dir}: ${why(err)}`);
+    throw new InputError(`cannot create output directory ${dir}: ${readFailure(err)}`);
   }
 }
 

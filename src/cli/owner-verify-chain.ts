@@ -1,6 +1,6 @@
 // `sevsim owner verify-chain`: the guest owner's check of a platform's SEV certificate chain (CEK, OCA, PEK,
 // PDH as PDH_CERT_EXPORT gives them) against AMD's ARK and ASK — real files from an EPYC host or simulated.
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command } from 'commander';
 import {
@@ -10,11 +10,7 @@ import {
   findCekSigner,
   verifySevChain,
 } from '../owner/index.js';
-
-/** Exit status when the chain was checked and does not verify. */
-const EXIT_BROKEN = 1;
-/** Exit status when it could not be checked: missing files, bad options. */
-const EXIT_INPUT = 2;
+import { EXIT_CHECK_FAILED as EXIT_BROKEN, EXIT_INPUT, InputError, readInput } from './cli-input.js';
 
 interface VerifyChainOptions {
   roots?: string;
@@ -22,28 +18,6 @@ interface VerifyChainOptions {
   ark?: string;
   ask?: string;
   json?: boolean;
-}
-
-/** A file that could not be read, or options that do not make sense: reported without a stack trace. */
-class InputError extends Error {}
-
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EISDIR'
-          ? 'is a directory'
-          : code === 'EACCES'
-            ? 'permission denied'
-            : err instanceof Error
-              ? err.message
-              : String(err);
-    throw new InputError(`cannot read ${what} ${path}: ${why}`);
-  }
 }
 
 type Tried = { name: string; ok: boolean; reason: string }[];

@@ -1,7 +1,7 @@
 // `sevsim owner verify-report`: the guest owner's check of a real SEV-SNP attestation report — its
 // signature under the VCEK/VLEK, the AMD chain, the certificate's extensions and the owner's policy.
 import type { SnpVerifyPolicy } from '../owner/index.js';
-import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command } from 'commander';
 import { AbiDecodeError } from '../abi/index.js';
@@ -12,9 +12,7 @@ import {
   snpRootSetFromBundle,
   verifySnpReport,
 } from '../owner/index.js';
-
-const EXIT_FAILED = 1;
-const EXIT_INPUT = 2;
+import { EXIT_CHECK_FAILED as EXIT_FAILED, EXIT_INPUT, InputError, readInput } from './cli-input.js';
 
 interface VerifyReportOptions {
   report?: string;
@@ -41,8 +39,6 @@ function hexOption(value: string | undefined, name: string, bytes: number): Buff
   return Buffer.from(clean, 'hex');
 }
 
-class InputError extends Error {}
-
 /** The policy the user states beyond debug: expected fields and a minimum TCB (raw u64, hex). */
 function optionalPolicy(opts: VerifyReportOptions): Omit<SnpVerifyPolicy, 'allowDebug'> {
   const measurement = hexOption(opts.measurement, '--measurement', 48);
@@ -60,25 +56,6 @@ function optionalPolicy(opts: VerifyReportOptions): Omit<SnpVerifyPolicy, 'allow
     ...(hostData !== undefined ? { hostData } : {}),
     ...(minimumTcb !== undefined ? { minimumTcb } : {}),
   };
-}
-
-function readInput(path: string, what: string): Buffer {
-  try {
-    return readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT'
-        ? 'no such file'
-        : code === 'EISDIR'
-          ? 'is a directory'
-          : code === 'EACCES'
-            ? 'permission denied'
-            : err instanceof Error
-              ? err.message
-              : String(err);
-    throw new InputError(`cannot read ${what} ${path}: ${why}`);
-  }
 }
 
 const isFile = (p: string): boolean => statSync(p, { throwIfNoEntry: false })?.isFile() ?? false;
