@@ -6,8 +6,6 @@
 import {
   ActivateBuffer,
   HandleBuffer,
-  LaunchMeasureBuffer,
-  LaunchMeasurement,
   LaunchStartBuffer,
   LaunchUpdateBuffer,
   PacketHeader,
@@ -62,15 +60,6 @@ export interface PendingLaunch {
   readonly measurementBlob: Buffer;
 }
 
-/** Copies bytes into fresh host pages (C=0) and returns the first page's address. */
-function stage(hv: Hypervisor, bytes: Buffer): number {
-  const pages = Math.max(1, Math.ceil(bytes.length / PAGE_SIZE));
-  const base = hv.frames.allocateMany(pages, true)[0] as number;
-  hv.soc.hostMemory.write(base, bytes, false);
-  hv.soc.hostMemory.clflushRange(base, pages * PAGE_SIZE);
-  return base;
-}
-
 /** LAUNCH_START … LAUNCH_MEASURE. Throws PspCommandError if the PSP refuses a step. */
 export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig): PendingLaunch {
   const size = config.firmware.length;
@@ -90,9 +79,9 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
     config.session === undefined
       ? {}
       : {
-          gdhCertPaddr: BigInt(stage(hv, config.session.godhCert)),
+          gdhCertPaddr: BigInt(hv.stageBytes(config.session.godhCert)),
           gdhCertLength: SEV_CERT_SIZE,
-          sessionPaddr: BigInt(stage(hv, config.session.session)),
+          sessionPaddr: BigInt(hv.stageBytes(config.session.session)),
           sessionLength: SessionBuffer.size,
         };
   vm.handle = d.call(SevCommand.LAUNCH_START, LaunchStartBuffer, {
@@ -131,7 +120,7 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
         vcpuSignature: config.vcpuSignature,
         ...(footer.sevEsResetEip !== undefined ? { apResetEip: footer.sevEsResetEip } : {}),
       });
-      const page = stage(hv, vmsa);
+      const page = hv.stageBytes(vmsa);
       d.call(SevCommand.LAUNCH_UPDATE_VMSA, LaunchUpdateBuffer, {
         handle: vm.handle,
         paddr: BigInt(page),
@@ -139,15 +128,7 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
       });
     }
   }
-  d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, {
-    handle: vm.handle,
-    paddr: BigInt(hv.soc.paging.withCBit(d.dataPage)),
-    length: LaunchMeasurement.size,
-  });
-  const measurementBlob = hv.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true);
-  const m = LaunchMeasurement.decode(measurementBlob);
-  vm.measurement = m.measurement;
-  vm.mnonce = m.mnonce;
+  const measurementBlob = hv.measureLaunch(vm);
   return { vm, measurementBlob };
 }
 
@@ -163,11 +144,11 @@ export function injectLaunchSecret(
     throw new RangeError(`a packet header is ${PacketHeader.size} bytes`);
   return hv.driver.raw(SevCommand.LAUNCH_SECRET, TransportBuffer, {
     handle: vm.handle,
-    hdrPaddr: BigInt(stage(hv, header)),
+    hdrPaddr: BigInt(hv.stageBytes(header)),
     hdrLength: header.length,
     guestPaddr: BigInt(vm.spaOf(gpa)),
     guestLength: ciphertext.length,
-    transPaddr: BigInt(stage(hv, ciphertext)),
+    transPaddr: BigInt(hv.stageBytes(ciphertext)),
     transLength: ciphertext.length,
   }).status;
 }

@@ -253,6 +253,33 @@ export class Hypervisor {
     return vm;
   }
 
+  /**
+   * LAUNCH_MEASURE into the driver's data page: records the measurement and mnonce on the VM and
+   * returns the 0x30-byte blob (what QEMU's query-sev-launch-measure hands the owner).
+   */
+  measureLaunch(vm: Vm): Buffer {
+    const d = this.driver;
+    d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, {
+      handle: vm.handle,
+      paddr: BigInt(this.soc.paging.withCBit(d.dataPage)),
+      length: LaunchMeasurement.size,
+    });
+    const blob = this.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true);
+    const m = LaunchMeasurement.decode(blob);
+    vm.measurement = m.measurement;
+    vm.mnonce = m.mnonce;
+    return blob;
+  }
+
+  /** Copies bytes into fresh host pages (C=0, flushed for the PSP) and returns their address. */
+  stageBytes(bytes: Uint8Array): number {
+    const pages = Math.max(1, Math.ceil(bytes.length / PAGE_SIZE));
+    const base = this.frames.allocateFresh(pages);
+    this.soc.hostMemory.write(base, bytes, false);
+    this.soc.hostMemory.clflushRange(base, pages * PAGE_SIZE);
+    return base;
+  }
+
   /** LAUNCH_START → ACTIVATE → LAUNCH_UPDATE_DATA (image) → LAUNCH_MEASURE → LAUNCH_FINISH. */
   #launch(vm: Vm, software: GuestSoftware, policy: number): void {
     const d = this.driver;
@@ -269,14 +296,7 @@ export class Hypervisor {
         length,
       });
     }
-    d.call(SevCommand.LAUNCH_MEASURE, LaunchMeasureBuffer, {
-      handle: vm.handle,
-      paddr: BigInt(this.soc.paging.withCBit(d.dataPage)),
-      length: LaunchMeasurement.size,
-    });
-    const m = LaunchMeasurement.decode(this.soc.hostMemory.read(d.dataPage, LaunchMeasurement.size, true));
-    vm.measurement = m.measurement;
-    vm.mnonce = m.mnonce;
+    this.measureLaunch(vm);
     d.call(SevCommand.LAUNCH_FINISH, HandleBuffer, { handle: vm.handle });
   }
 

@@ -35,13 +35,6 @@ export function exportPlatformCerts(hv: Hypervisor): { pdh: Buffer; chain: Buffe
   };
 }
 
-function stage(hv: Hypervisor, bytes: Buffer): number {
-  const pages = Math.max(1, Math.ceil(bytes.length / PAGE_SIZE));
-  const base = hv.frames.allocateMany(pages, true)[0] as number;
-  hv.soc.hostMemory.write(base, bytes, false);
-  return base;
-}
-
 export interface MigrationResult {
   readonly vm: Vm;
   readonly privatePages: number;
@@ -68,11 +61,11 @@ export function migrateVm(
   const sessionPage = source.frames.allocate();
   const start = src.call(SevCommand.SEND_START, SendStartBuffer, {
     handle: vm.handle,
-    pdhCertPaddr: BigInt(stage(source, destCerts.pdh)),
+    pdhCertPaddr: BigInt(source.stageBytes(destCerts.pdh)),
     pdhCertLength: SEV_CERT_SIZE,
-    platCertsPaddr: BigInt(stage(source, destCerts.chain)),
+    platCertsPaddr: BigInt(source.stageBytes(destCerts.chain)),
     platCertsLength: destCerts.chain.length,
-    amdCertsPaddr: BigInt(stage(source, amdCerts)),
+    amdCertsPaddr: BigInt(source.stageBytes(amdCerts)),
     amdCertsLength: amdCerts.length,
     sessionPaddr: BigInt(sessionPage),
     sessionLength: SessionBuffer.size,
@@ -86,9 +79,9 @@ export function migrateVm(
   const handle = dst.call(SevCommand.RECEIVE_START, ReceiveStartBuffer, {
     handle: 0,
     policy: start.policy,
-    pdhCertPaddr: BigInt(stage(destination, srcCerts.pdh)),
+    pdhCertPaddr: BigInt(destination.stageBytes(srcCerts.pdh)),
     pdhCertLength: SEV_CERT_SIZE,
-    sessionPaddr: BigInt(stage(destination, session)),
+    sessionPaddr: BigInt(destination.stageBytes(session)),
     sessionLength: SessionBuffer.size,
   }).handle;
   const es = decodeSevPolicy(start.policy).encryptedState;

@@ -7,7 +7,6 @@ import { chmodSync, mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   DebugBuffer,
-  PdhCertExportBuffer,
   PlatformStatusBuffer,
   SEV_CERT_SIZE,
   SevCommand,
@@ -22,6 +21,7 @@ import { OvmfFirmwareModel } from '../guest/index.js';
 import {
   Adversary,
   Hypervisor,
+  exportPlatformCerts,
   finishFirmwareLaunch,
   injectLaunchSecret,
   startFirmwareLaunch,
@@ -101,15 +101,10 @@ export function runOwnerLaunch(options: OwnerLaunchOptions): OwnerLaunchResult {
   const fw = platform.profile.firmware;
 
   // 1. The host exports the platform's certificates (PDH_CERT_EXPORT), as `sevctl export` does.
-  const page = hv.frames.allocateMany(4, true)[0] as number;
-  hv.driver.call(SevCommand.PDH_CERT_EXPORT, PdhCertExportBuffer, {
-    pdhPaddr: BigInt(page),
-    pdhLength: SEV_CERT_SIZE,
-    chainPaddr: BigInt(page + SEV_CERT_SIZE),
-    chainLength: 3 * SEV_CERT_SIZE,
-  });
-  const cert = (i: number): Buffer => hv.soc.hostMemory.read(page + i * SEV_CERT_SIZE, SEV_CERT_SIZE, false);
-  const chain = { pdh: cert(0), pek: cert(1), oca: cert(2), cek: cert(3) };
+  const exported = exportPlatformCerts(hv);
+  const at = (i: number): Buffer => exported.chain.subarray(i * SEV_CERT_SIZE, (i + 1) * SEV_CERT_SIZE);
+  const chain = { pdh: exported.pdh, pek: at(0), oca: at(1), cek: at(2) };
+  const page = hv.frames.allocate();
   const root = simulatedAmdRoot();
   for (const [name, bytes] of Object.entries({
     'pdh.cert': chain.pdh,
