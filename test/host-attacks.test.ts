@@ -64,4 +64,28 @@ describe('host attacks on code and ASIDs', () => {
     expect(exit.code).toBe(VMEXIT_INVALID);
     expect(exit.reason).toMatch(/not valid/);
   });
+
+  it('a fetch of guest data under the guest key (RIP pointed at a secret page) reveals nothing in the exit', () => {
+    const { hv, vm, secret, va } = victim();
+    // The host's own VM, run under the victim's ASID, with its code GPA mapped onto the victim's secret.
+    const own = new GuestKernel({ memoryBytes: RAM, paging: hv.soc.paging, version: 'attacker' });
+    const attacker = hv.createVm({ name: 'attacker', memoryBytes: RAM, software: own, sev: false });
+    attacker.npt.map(own.codeBase, {
+      spa: vm.spaOf(va),
+      writable: true,
+      executable: true,
+      hostEncrypted: false,
+    });
+    const mem = hv.soc.hostMemory;
+    const control = VmcbControl.decode(mem.read(attacker.vmcb, VmcbControl.size, true));
+    mem.write(
+      attacker.vmcb,
+      VmcbControl.encode({ ...control, asid: vm.asid, nestedControl: 3n, tlbControl: 3 }),
+      true,
+    );
+    const exit = hv.soc.vmrun(hv.soc.paging.withCBit(attacker.vmcb));
+    expect(exit.reason).toMatch(/#UD/);
+    expect(exit.reason).not.toContain(secret.subarray(0, 8).toString('hex'));
+    expect(exit.reason).not.toContain(secret.subarray(0, 8).toString('utf8'));
+  });
 });

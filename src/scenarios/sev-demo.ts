@@ -256,9 +256,7 @@ export function runSevDemo(options: DemoOptions = {}): DemoResult {
       Buffer.alloc(0);
     const passed = leaks.length === 0 && c5.code === 0x7f && still.equals(secret);
     const lines = attempts.map((a) => `${a.capability} ${a.action}: ${a.outcome}`);
-    lines.push(
-      `C5 VMRUN mallory under alice's ASID ${alice.vm.asid}: ${c5.reason.split(' (fetched')[0] ?? ''}`,
-    );
+    lines.push(`C5 VMRUN mallory under alice's ASID ${alice.vm.asid}: ${c5.reason}`);
     checks.push({
       id: '7f',
       name: 'an attacker with every host capability obtains no guest plaintext',

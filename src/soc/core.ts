@@ -67,6 +67,14 @@ interface VcpuRuntime {
 
 const DEFAULT_BUDGET = 1_000_000;
 
+/**
+ * What a host may learn of a guest's crash: the architectural fault (vector, address, error code),
+ * never the text of an exception the guest's own code raised, which could carry guest data.
+ */
+function guestFailure(err: unknown): string {
+  return err instanceof GuestException ? err.message : 'an exception inside the guest';
+}
+
 const handoffs = new WeakMap<VcpuHandoff, VcpuRuntime>();
 
 function takeHandoff(h: VcpuHandoff): VcpuRuntime {
@@ -295,11 +303,12 @@ export class Core {
         // The rest of the line from RIP, compared in place with the guest's code.
         const length = Math.min((line + 1) * LINE_SIZE - st.rip, code.length - codeOffset);
         if (!this.#cache.matches(fetch.spa, fetch.key, code, codeOffset, length)) {
-          const fetched = this.#cache.read(fetch.spa, INSTRUCTION_BYTES, fetch.key).toString('hex');
+          // Never the fetched bytes: they are memory decrypted with the guest's key, and a host that
+          // points RIP at a guest's data would otherwise read it in this exit reason.
           exit = this.#kill(
             vcpu,
             exitWith,
-            `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code (fetched ${fetched})`,
+            `#UD: instruction bytes at RIP 0x${st.rip.toString(16)} are not the guest's code`,
           );
           break;
         }
@@ -314,11 +323,7 @@ export class Core {
         try {
           step = vcpu.thread.next(vcpu.resume);
         } catch (err) {
-          exit = this.#kill(
-            vcpu,
-            exitWith,
-            `guest crashed: ${err instanceof Error ? err.message : String(err)}`,
-          );
+          exit = this.#kill(vcpu, exitWith, `guest crashed: ${guestFailure(err)}`);
           break;
         }
         vcpu.resume = undefined;
@@ -404,11 +409,7 @@ export class Core {
       vcpu.pending = step.value;
       return undefined;
     } catch (err) {
-      return this.#kill(
-        vcpu,
-        exitWith,
-        `triple fault: unhandled ${err instanceof Error ? err.message : String(err)}`,
-      );
+      return this.#kill(vcpu, exitWith, `triple fault: unhandled ${guestFailure(err)}`);
     }
   }
 
