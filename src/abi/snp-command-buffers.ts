@@ -1,0 +1,2 @@
+// (placeholder: filled in by the SNP work in progress)
+export {};
