@@ -26,3 +26,4 @@ export * from './snp-cpuid-page.js';
 export * from './snp-id-block.js';
 export * from './snp-cert-table.js';
 export * from './snp-guest-policy.js';
+export * from './ghcb.js';

@@ -15,6 +15,8 @@ export const VmcbControl = new StructLayout('VMCB control area', 0x400, {
   exitInfo2: { offset: 0x80, type: 'u64' },
   exitIntInfo: { offset: 0x88, type: 'u64' },
   nestedControl: { offset: 0x90, type: 'u64' },
+  // SEV-ES/SNP: the GHCB MSR (0xC0010130) as the guest last wrote it (APM: VMCB offset 0xA0).
+  ghcbGpa: { offset: 0xa0, type: 'u64' },
   eventInject: { offset: 0xa8, type: 'u64' },
   nestedCr3: { offset: 0xb0, type: 'u64' },
   vmcbClean: { offset: 0xc0, type: 'u32' },
@@ -65,4 +67,6 @@ export const SvmExit = {
   SHUTDOWN: 0x7f,
   VMMCALL: 0x81,
   NPF: 0x400,
+  /** SEV-ES/SNP automatic exit: the guest asks for the hypervisor through its GHCB. */
+  VMGEXIT: 0x403,
 } as const;

@@ -6,7 +6,11 @@ import {
   CR0_PE,
   NESTED_CTL_NP_ENABLE,
   NESTED_CTL_SEV_ENABLE,
+  NESTED_CTL_SEV_ES_ENABLE,
   SaveArea,
+  SevFeature,
+  VMSA_SIZE,
+  Vmsa,
   SvmExit,
   TLB_CONTROL_FLUSH_ASID,
   VMCB_SAVE_AREA_OFFSET,
@@ -21,6 +25,7 @@ import {
   type MemoryController,
 } from './memory-controller.js';
 import type { Mmu, TranslationFault } from './mmu.js';
+import type { Rmp } from './rmp.js';
 import { PAGE_SIZE, type PagingFormat } from './paging.js';
 import {
   GuestException,
@@ -75,6 +80,11 @@ function guestFailure(err: unknown): string {
   return err instanceof GuestException ? err.message : 'an exception inside the guest';
 }
 
+/** A fault the core delivers: the MMU's, or an undefined opcode. */
+type DeliveredFault =
+  | TranslationFault
+  | { readonly kind: '#UD'; readonly va: number; readonly errorCode: number; readonly reason: string };
+
 const handoffs = new WeakMap<VcpuHandoff, VcpuRuntime>();
 
 function takeHandoff(h: VcpuHandoff): VcpuRuntime {
@@ -104,10 +114,14 @@ const OUTCOME_EXIT: Outcome = 2;
 interface PagingRegisters {
   asid: number;
   sev: boolean;
+  es: boolean;
+  snp: boolean;
+  vmpl: number;
   pagingEnabled: boolean;
   cr3: number;
   cr0: bigint;
   cr2: bigint;
+  rip: number;
   nestedCr3: number;
 }
 
@@ -120,7 +134,7 @@ export class Core {
   #verifiedLine = -1;
   #verifiedSpaLine = -1;
   #valueOut: InstructionResult;
-  #faultOut: TranslationFault | undefined;
+  #faultOut: DeliveredFault | undefined;
   #exitCode = 0;
   #exitReason = '';
   retired = 0;
@@ -129,12 +143,16 @@ export class Core {
   readonly #mmu: Mmu;
   readonly #mc: MemoryController;
   readonly #format: PagingFormat;
+  readonly #rmp: Rmp;
+  /** The GHCB GPA a VMGEXIT left (written to VMCB.ghcbGpa at #VMEXIT). */
+  #ghcbOut = 0;
 
-  constructor(cache: Cache, mmu: Mmu, mc: MemoryController, format: PagingFormat) {
+  constructor(cache: Cache, mmu: Mmu, mc: MemoryController, format: PagingFormat, rmp: Rmp) {
     this.#cache = cache;
     this.#mmu = mmu;
     this.#mc = mc;
     this.#format = format;
+    this.#rmp = rmp;
   }
 
   /** Binds guest software to the vCPU whose VMCB is at `vmcbAddress` (what its firmware image boots). */
@@ -246,17 +264,52 @@ export class Core {
     const vcpu = this.#vcpus.get(vmcb.address);
     if (vcpu === undefined) return invalid('no guest software attached to this VMCB');
 
+    // SEV-ES/SNP: the register state lives in the VMSA, a guest page encrypted with the guest's key;
+    // the VMCB's save area is not used and the host never sees a register.
+    const es = (nestedCtl & NESTED_CTL_SEV_ES_ENABLE) !== 0n;
+    let vmsaSpa = -1;
+    let snp = false;
+    let vmpl = 0;
+    let state: {
+      rax: bigint;
+      rbx: bigint;
+      rcx: bigint;
+      rdx: bigint;
+      cr0: bigint;
+      cr2: bigint;
+      cr3: bigint;
+      rip: bigint;
+    } = save;
+    if (es) {
+      if (!sev) return invalid('SEV-ES requires SEV');
+      vmsaSpa = this.#format.splitCBit(Number(control.vmsaPaddr)).address;
+      if (vmsaSpa % PAGE_SIZE !== 0) return invalid('VMSA pointer is not page aligned');
+      const vmsa = Vmsa.decode(this.#cache.read(vmsaSpa, VMSA_SIZE, asid));
+      snp = (vmsa.sevFeatures & BigInt(SevFeature.SNP_ACTIVE)) !== 0n;
+      if (snp) {
+        if (!this.#rmp.enabled) return invalid('SNP guest on a host without an initialised RMP');
+        const e = this.#rmp.lookup(vmsaSpa);
+        if (!e.assigned || e.asid !== asid || !e.vmsa || !e.validated || e.immutable)
+          return invalid(`VMSA page 0x${vmsaSpa.toString(16)} is not a VMSA of ASID ${asid} in the RMP`);
+      }
+      vmpl = vmsa.vmpl;
+      state = vmsa;
+    }
+
     if (control.tlbControl === TLB_CONTROL_FLUSH_ASID || control.tlbControl === 1) this.#mmu.flushAsid(asid);
 
-    const regs: Registers = { rax: save.rax, rbx: save.rbx, rcx: save.rcx, rdx: save.rdx };
+    const regs: Registers = { rax: state.rax, rbx: state.rbx, rcx: state.rcx, rdx: state.rdx };
     const st = {
       asid,
       sev,
-      pagingEnabled: (save.cr0 & CR0_PG) !== 0n,
-      cr3: Number(save.cr3),
-      cr0: save.cr0,
-      cr2: save.cr2,
-      rip: Number(save.rip),
+      es,
+      snp,
+      vmpl,
+      pagingEnabled: (state.cr0 & CR0_PG) !== 0n,
+      cr3: Number(state.cr3),
+      cr0: state.cr0,
+      cr2: state.cr2,
+      rip: Number(state.rip),
       nestedCr3: Number(control.nestedCr3),
     };
     if (vcpu.inHypercall) {
@@ -336,7 +389,7 @@ export class Core {
       // 3. Execute.
       const outcome = this.#execute(insn, st, regs, vcpu);
       if (outcome === OUTCOME_FAULT) {
-        const fault = this.#faultOut as TranslationFault;
+        const fault = this.#faultOut as DeliveredFault;
         vcpu.pending = fault.kind === '#NPF' ? insn : undefined;
         this.#verifiedLine = -1;
         exit = this.#fault(vcpu, fault, exitWith);
@@ -354,7 +407,8 @@ export class Core {
       vcpu.resume = this.#valueOut;
     }
 
-    // #VMEXIT: state back to the VMCB, where plain SEV leaves it readable by the host.
+    // #VMEXIT: exit information to the VMCB; the registers to the VMCB's save area, where plain SEV
+    // leaves them readable by the host, or (SEV-ES/SNP) into the encrypted VMSA.
     this.#cache.write(
       vmcb.address,
       VmcbControl.encode({
@@ -363,24 +417,31 @@ export class Core {
         exitCode: BigInt.asUintN(64, BigInt(exit.code)),
         exitInfo1: BigInt(exit.exitInfo1),
         exitInfo2: BigInt(exit.exitInfo2),
+        ghcbGpa: exit.code === SvmExit.VMGEXIT ? BigInt(this.#ghcbOut) : control.ghcbGpa,
       }),
       key,
     );
-    this.#cache.write(
-      vmcb.address + VMCB_SAVE_AREA_OFFSET,
-      SaveArea.encode({
-        ...save,
-        rip: BigInt(st.rip),
-        cr0: st.cr0,
-        cr3: BigInt(st.cr3),
-        cr2: st.cr2,
-        rax: regs.rax,
-        rbx: regs.rbx,
-        rcx: regs.rcx,
-        rdx: regs.rdx,
-      }),
-      key,
-    );
+    const registers = {
+      rip: BigInt(st.rip),
+      cr0: st.cr0,
+      cr3: BigInt(st.cr3),
+      cr2: st.cr2,
+      rax: regs.rax,
+      rbx: regs.rbx,
+      rcx: regs.rcx,
+      rdx: regs.rdx,
+    };
+    if (es) {
+      const page = this.#cache.read(vmsaSpa, VMSA_SIZE, asid);
+      Vmsa.write(page, registers);
+      this.#cache.write(vmsaSpa, page, asid);
+    } else {
+      this.#cache.write(
+        vmcb.address + VMCB_SAVE_AREA_OFFSET,
+        SaveArea.encode({ ...save, ...registers }),
+        key,
+      );
+    }
     return exit;
   }
 
@@ -396,7 +457,7 @@ export class Core {
   /** #NPF exits to the host; a #PF is thrown into the guest thread (its handler) and may kill it. */
   #fault(
     vcpu: VcpuRuntime,
-    fault: TranslationFault,
+    fault: DeliveredFault,
     exitWith: (c: number, i1: number, i2: number, r: string) => VmExit,
   ): VmExit | undefined {
     if (fault.kind === '#NPF') return exitWith(SvmExit.NPF, fault.exitInfo1, fault.gpa, fault.reason);
@@ -404,7 +465,7 @@ export class Core {
     if (thread === undefined)
       return this.#kill(vcpu, exitWith, `${fault.kind} before the guest started: ${fault.reason}`);
     try {
-      const step = thread.throw(new GuestException('#PF', fault.va, fault.errorCode, fault.reason));
+      const step = thread.throw(new GuestException(fault.kind, fault.va, fault.errorCode, fault.reason));
       if (step.done === true) return this.#kill(vcpu, exitWith, 'guest thread ended');
       vcpu.pending = step.value;
       return undefined;
@@ -481,6 +542,13 @@ export class Core {
         this.#verifiedLine = -1;
         return OUTCOME_OK;
       case 'vmmcall':
+        if (st.es)
+          return this.#recordFault(st, {
+            kind: '#VC',
+            va: st.rip,
+            errorCode: SvmExit.VMMCALL,
+            reason: 'VMMCALL in an SEV-ES guest is a non-automatic exit: use the GHCB (VMGEXIT)',
+          });
         Object.assign(regs, insn.registers);
         vcpu.inHypercall = true;
         this.#exitCode = SvmExit.VMMCALL;
@@ -490,7 +558,38 @@ export class Core {
         this.#exitCode = SvmExit.HLT;
         this.#exitReason = 'guest halted';
         return OUTCOME_EXIT;
+      case 'vmgexit':
+        if (!st.es) return this.#undefinedOpcode(st, 'VMGEXIT outside an SEV-ES guest');
+        this.#ghcbOut = insn.ghcbGpa;
+        this.#exitCode = SvmExit.VMGEXIT;
+        this.#exitReason = `VMGEXIT (GHCB at GPA 0x${insn.ghcbGpa.toString(16)})`;
+        return OUTCOME_EXIT;
+      case 'pvalidate':
+      case 'rmpadjust': {
+        if (!st.snp) return this.#undefinedOpcode(st, `${insn.op.toUpperCase()} outside an SNP guest`);
+        const t = this.#mmu.translateForRmpInstruction(st, insn.va);
+        if (t.kind !== 'ok') return this.#recordFault(st, t);
+        const guest = { asid: st.asid, vmpl: st.vmpl };
+        if (insn.op === 'pvalidate') {
+          this.#valueOut = this.#rmp.pvalidate(guest, t.gpa, t.spa, insn.size, insn.validate);
+        } else {
+          const status = this.#rmp.rmpadjust(guest, t.gpa, t.spa, insn.size, {
+            vmpl: insn.targetVmpl,
+            perms: insn.perms,
+            vmsa: insn.vmsa,
+          });
+          this.#valueOut = { status, noUpdate: false };
+        }
+        this.#verifiedLine = -1;
+        return OUTCOME_OK;
+      }
     }
+  }
+
+  /** #UD into the guest (an instruction this vCPU's mode does not have). */
+  #undefinedOpcode(st: { rip: number }, reason: string): Outcome {
+    this.#faultOut = { kind: '#UD', va: st.rip, errorCode: 0, reason };
+    return OUTCOME_FAULT;
   }
 
   /** A store to the physical line the fetch unit verified (under any key) makes it re-check. */
@@ -500,7 +599,7 @@ export class Core {
     if (this.#verifiedSpaLine >= first && this.#verifiedSpaLine <= last) this.#verifiedLine = -1;
   }
 
-  #recordFault(st: { cr2: bigint }, fault: TranslationFault): Outcome {
+  #recordFault(st: { cr2: bigint }, fault: DeliveredFault): Outcome {
     if (fault.kind === '#PF') st.cr2 = BigInt(fault.va);
     this.#faultOut = fault;
     return OUTCOME_FAULT;

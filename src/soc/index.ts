@@ -26,9 +26,32 @@ export {
   PF_FETCH,
   NPF_FINAL_GPA,
   NPF_GUEST_TABLE,
+  VC_NPF_ERROR_CODE,
   type PageFault,
   type NestedPageFault,
+  type VcFault,
 } from './mmu.js';
+export {
+  RmpStatus,
+  rmpStatusName,
+  VmplPerm,
+  VMPL_PERMS_ALL,
+  PAGES_PER_2M,
+  NPF_RMP,
+  NPF_ENC,
+  NPF_SIZEM,
+  NPF_VMPL,
+  PF_RMP,
+  HostRmpFault,
+  encodeRmpEntry,
+  rmpPageState,
+  type RmpStatusCode,
+  type RmpEntry,
+  type RmpPageSize,
+  type RmpPageState,
+  type RmpUpdateState,
+} from './rmp.js';
+export type { RmpFirmwareAccess } from './rmp.js';
 export {
   GuestException,
   INSTRUCTION_BYTES,
@@ -37,6 +60,7 @@ export {
   type GuestThread,
   type GuestSoftware,
   type Registers,
+  type RmpInstructionResult,
 } from './isa.js';
 export { VMEXIT_INVALID, VMEXIT_INTR, VcpuHandoff, type VmExit, type VmrunOptions } from './core.js';
 export { Soc, HostMemoryView, type SocOptions, type PspCapabilities } from './soc.js';

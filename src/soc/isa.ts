@@ -23,9 +23,37 @@ export type Instruction =
   | { readonly op: 'wbinvd' }
   /** Hypercall: registers go to the VMCB save area and the host handles the exit; yields the registers after. */
   | { readonly op: 'vmmcall'; readonly registers: Registers }
-  | { readonly op: 'hlt' };
+  | { readonly op: 'hlt' }
+  /**
+   * PVALIDATE (SNP, VMPL0): set or clear the RMP VALIDATED bit of the guest page at `va`; yields
+   * an RmpInstructionResult (status, and CF = "already had that value").
+   */
+  | { readonly op: 'pvalidate'; readonly va: number; readonly size: '4K' | '2M'; readonly validate: boolean }
+  /**
+   * RMPADJUST (SNP): set a less privileged VMPL's permissions (and the VMSA bit) on the guest page
+   * at `va`; yields an RmpInstructionResult.
+   */
+  | {
+      readonly op: 'rmpadjust';
+      readonly va: number;
+      readonly size: '4K' | '2M';
+      readonly targetVmpl: number;
+      readonly perms: number;
+      readonly vmsa: boolean;
+    }
+  /**
+   * VMGEXIT (SEV-ES/SNP): write the GHCB MSR with the GHCB's GPA and exit to the hypervisor, which
+   * reads and answers the request in that shared page; yields nothing.
+   */
+  | { readonly op: 'vmgexit'; readonly ghcbGpa: number };
 
-export type InstructionResult = Buffer | Registers | undefined;
+/** What PVALIDATE and RMPADJUST return: EAX, and rFLAGS.CF for PVALIDATE. */
+export interface RmpInstructionResult {
+  readonly status: number;
+  readonly noUpdate: boolean;
+}
+
+export type InstructionResult = Buffer | Registers | RmpInstructionResult | undefined;
 
 /** A running guest thread. */
 export type GuestThread = Generator<Instruction, void, InstructionResult>;
@@ -43,7 +71,7 @@ export interface GuestSoftware {
 /** A fault delivered into the guest (thrown into its thread, for its own handler to catch). */
 export class GuestException extends Error {
   constructor(
-    readonly vector: '#PF' | '#UD' | '#GP',
+    readonly vector: '#PF' | '#UD' | '#GP' | '#VC',
     readonly address: number,
     readonly errorCode: number,
     reason: string,

@@ -4,6 +4,7 @@
 import type { Cache } from './cache.js';
 import { KEY_HOST, KEY_NONE, type KeyId } from './memory-controller.js';
 import { PAGE_SIZE, PTE_SIZE, type PagingFormat, tableIndices } from './paging.js';
+import type { Rmp } from './rmp.js';
 
 export type AccessKind = 'read' | 'write' | 'fetch';
 
@@ -33,7 +34,22 @@ export interface NestedPageFault {
   readonly reason: string;
 }
 
-export type TranslationFault = PageFault | NestedPageFault;
+/**
+ * A #VC raised by the RMP check (SNP: a private access to a page the guest has not validated);
+ * delivered to the guest's own handler. Error code: the NPF exit code 0x400, as the APM describes
+ * the event [unverified against the APM].
+ */
+export interface VcFault {
+  readonly kind: '#VC';
+  readonly va: number;
+  readonly errorCode: number;
+  readonly reason: string;
+}
+
+export type TranslationFault = PageFault | NestedPageFault | VcFault;
+
+/** #VC error code of an RMP "page not validated" event. */
+export const VC_NPF_ERROR_CODE = 0x400;
 
 export interface Translation {
   readonly kind: 'ok';
@@ -52,7 +68,14 @@ export interface GuestPagingState {
   readonly cr3: number;
   /** Nested CR3 (host physical, may carry the C-bit for SME-encrypted tables). */
   readonly nestedCr3: number;
+  /** SEV-SNP active for this guest (VMSA SEV_FEATURES bit 0): every access is RMP-checked as the guest's. */
+  readonly snp?: boolean;
+  /** The VMPL the vCPU runs at (SNP). */
+  readonly vmpl?: number;
 }
+
+/** Bits of TlbEntry.rmpChecked: which access kinds the RMP has allowed for this entry. */
+const RMP_OK: Readonly<Record<AccessKind, number>> = { read: 1, write: 2, fetch: 4 };
 
 interface TlbEntry {
   spaPage: number;
@@ -60,6 +83,12 @@ interface TlbEntry {
   dataKey: KeyId;
   writable: boolean;
   executable: boolean;
+  /** GPA of the page (for RMP checks of further access kinds). */
+  gpaPage: number;
+  /** Whether the leaf was private (C=1). */
+  private: boolean;
+  /** RMP_OK bits of the access kinds already checked against the RMP. */
+  rmpChecked: number;
 }
 
 /** Distinct key for one (ASID, page) pair: ASIDs < 2^11, VAs < 2^48. */
@@ -73,12 +102,17 @@ export class Mmu {
   readonly stats = { tlbHits: 0, tlbMisses: 0, walks: 0 };
 
   readonly #cache: Cache;
+  readonly #rmp: Rmp | undefined;
 
   constructor(
     cache: Cache,
     readonly format: PagingFormat,
+    rmp?: Rmp,
   ) {
     this.#cache = cache;
+    this.#rmp = rmp;
+    // Real TLBs cache RMP checks as well; any RMP change invalidates them here.
+    rmp?.onChange(() => this.flushAll());
   }
 
   /** One-entry memo in front of the TLB map: the last (ASID, page) looked up. */
@@ -129,6 +163,19 @@ export class Mmu {
     } else {
       this.stats.tlbHits++;
     }
+    if ((entry.rmpChecked & RMP_OK[access]) === 0) {
+      const v = this.#rmpCheck(
+        state,
+        va,
+        entry.gpaPage * PAGE_SIZE + (va % PAGE_SIZE),
+        entry.spaPage * PAGE_SIZE,
+        access,
+        access === 'fetch' ? state.sev : entry.private,
+        false,
+      );
+      if (v !== undefined) return v;
+      entry.rmpChecked |= RMP_OK[access];
+    }
     if (access === 'write' && !entry.writable) {
       // Re-walk for a precise fault (which level forbids the write).
       this.#tlb.delete(tag);
@@ -158,10 +205,29 @@ export class Mmu {
     return ok;
   }
 
+  /**
+   * The guest walk for PVALIDATE and RMPADJUST: GPA and SPA of `va`, with every check except the
+   * RMP check of the final page (those instructions exist to change that entry). Not cached.
+   */
+  translateForRmpInstruction(
+    state: GuestPagingState,
+    va: number,
+  ): { kind: 'ok'; gpa: number; spa: number } | TranslationFault {
+    const walked = this.#walk(state, va, 'read', false);
+    if (walked.kind !== 'entry') return walked;
+    const offset = va % PAGE_SIZE;
+    return {
+      kind: 'ok',
+      gpa: walked.entry.gpaPage * PAGE_SIZE + offset,
+      spa: walked.entry.spaPage * PAGE_SIZE + offset,
+    };
+  }
+
   #walk(
     state: GuestPagingState,
     va: number,
     access: AccessKind,
+    checkFinalRmp = true,
   ): { kind: 'entry'; entry: TlbEntry } | TranslationFault {
     this.stats.walks++;
     const privateKey = state.sev ? state.asid : KEY_NONE;
@@ -182,6 +248,8 @@ export class Mmu {
         // Guest page tables are always private under SEV, whatever the C-bits say.
         const nested = this.#nestedWalk(state, entryGpa, 'read', true);
         if (nested.kind !== 'ok') return nested;
+        const tableFault = this.#rmpCheck(state, va, entryGpa, nested.spa, 'read', state.sev, true);
+        if (tableFault !== undefined) return tableFault;
         const raw = this.#cache.read(nested.spa, PTE_SIZE, privateKey);
         const e = this.format.decode(raw);
         const code = (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
@@ -219,10 +287,53 @@ export class Mmu {
       };
     }
     const dataKey = cBit ? privateKey : final.sharedKey;
+    const isPrivate = access === 'fetch' ? state.sev : cBit;
+    if (checkFinalRmp) {
+      const rmpFault = this.#rmpCheck(state, va, gpa, final.spa, access, isPrivate, false);
+      if (rmpFault !== undefined) return rmpFault;
+    }
     return {
       kind: 'entry',
-      entry: { spaPage: Math.floor(final.spa / PAGE_SIZE), dataKey, writable, executable },
+      entry: {
+        spaPage: Math.floor(final.spa / PAGE_SIZE),
+        dataKey,
+        writable,
+        executable,
+        gpaPage: Math.floor(gpa / PAGE_SIZE),
+        private: cBit,
+        rmpChecked: checkFinalRmp ? RMP_OK[access] : 0,
+      },
     };
+  }
+
+  /** The RMP check of one access (SNP hosts only), as a #NPF to the host or a #VC to the guest. */
+  #rmpCheck(
+    state: GuestPagingState,
+    va: number,
+    gpa: number,
+    spa: number,
+    access: AccessKind,
+    isPrivate: boolean,
+    tableAccess: boolean,
+  ): TranslationFault | undefined {
+    const rmp = this.#rmp;
+    if (rmp === undefined || !rmp.enabled) return undefined;
+    const v = rmp.checkGuestAccess(
+      { asid: state.asid, snp: state.snp === true, vmpl: state.vmpl ?? 0 },
+      gpa,
+      spa,
+      access,
+      isPrivate,
+    );
+    if (v === undefined) return undefined;
+    if (v.kind === '#VC') return { kind: '#VC', va, errorCode: VC_NPF_ERROR_CODE, reason: v.reason };
+    const code =
+      (tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA) |
+      PF_PRESENT |
+      PF_USER |
+      (access === 'write' ? PF_WRITE : 0) |
+      (access === 'fetch' ? PF_FETCH : 0);
+    return { kind: '#NPF', gpa, exitInfo1: code + v.exitInfoBits, reason: v.reason };
   }
 
   /** GPA→SPA through the host's nested tables (4-level, host memory, SME per each entry's C-bit). */

@@ -17,6 +17,7 @@ import { Mmu } from './mmu.js';
 import { PagingFormat } from './paging.js';
 import { type ProductProfile, cpuidMemoryEncryptionLeaf } from './products.js';
 import { PspDmaPort } from './psp-dma.js';
+import { Rmp, RmpFirmwareAccess, type RmpEntry, type RmpStatusCode, type RmpUpdateState } from './rmp.js';
 
 export interface SocOptions {
   readonly profile: ProductProfile;
@@ -30,9 +31,11 @@ export interface SocOptions {
 /** The host CPU's view of memory: its own mappings, with (SME) or without the C-bit. */
 export class HostMemoryView {
   readonly #cache: Cache;
+  readonly #rmp: Rmp;
 
-  constructor(cache: Cache) {
+  constructor(cache: Cache, rmp: Rmp) {
     this.#cache = cache;
+    this.#rmp = rmp;
   }
 
   /** A host load through its direct map; `encrypted` = the mapping's C-bit (SME key). */
@@ -40,7 +43,9 @@ export class HostMemoryView {
     return this.#cache.read(spa, length, encrypted ? KEY_HOST : KEY_NONE);
   }
 
+  /** A host store; on an SNP host, a store into an RMP-assigned page throws HostRmpFault (#PF). */
   write(spa: number, data: Uint8Array, encrypted: boolean): void {
+    this.#rmp.checkHostWrite(spa, data.length);
     this.#cache.write(spa, data, encrypted ? KEY_HOST : KEY_NONE);
   }
 
@@ -79,6 +84,7 @@ export class Soc {
   readonly #mc: MemoryController;
   readonly #cache: Cache;
   readonly #mmu: Mmu;
+  readonly #rmp: Rmp;
 
   private constructor(
     readonly profile: ProductProfile,
@@ -94,9 +100,10 @@ export class Soc {
       Drbg.create(opts.seed, 'umc-tweak'),
     );
     this.#cache = new Cache(this.#mc, opts.cache ?? DEFAULT_CACHE_GEOMETRY);
-    this.#mmu = new Mmu(this.#cache, this.paging);
-    this.#core = new Core(this.#cache, this.#mmu, this.#mc, this.paging);
-    this.hostMemory = new HostMemoryView(this.#cache);
+    this.#rmp = new Rmp(this.dram.sizeBytes);
+    this.#mmu = new Mmu(this.#cache, this.paging, this.#rmp);
+    this.#core = new Core(this.#cache, this.#mmu, this.#mc, this.paging, this.#rmp);
+    this.hostMemory = new HostMemoryView(this.#cache, this.#rmp);
   }
 
   /**
@@ -116,6 +123,7 @@ export class Soc {
         keySlots: new KeySlotProgrammer(soc.#mc),
         dma: new PspDmaPort(soc.#mc, soc.#cache),
         asids,
+        rmp: new RmpFirmwareAccess(soc.#rmp),
       },
     };
   }
@@ -141,6 +149,31 @@ export class Soc {
 
   get mmuStats(): Readonly<{ tlbHits: number; tlbMisses: number; walks: number }> {
     return this.#mmu.stats;
+  }
+
+  /** RMPUPDATE (host): set who owns the page at `spa` (clears VALIDATED and the VMPL permissions). */
+  rmpupdate(spa: number, state: RmpUpdateState): RmpStatusCode {
+    return this.#rmp.rmpupdate(spa, state);
+  }
+
+  /** PSMASH (host): split a 2M RMP entry into 512 4K entries. */
+  psmash(spa: number): RmpStatusCode {
+    return this.#rmp.psmash(spa);
+  }
+
+  /** RMPREAD (host): the RMP entry of a page (ownership metadata, never contents). */
+  rmpread(spa: number): RmpEntry {
+    return this.#rmp.read(spa);
+  }
+
+  /** Whether SNP_INIT has initialised the RMP (from then on every access is checked). */
+  get rmpEnabled(): boolean {
+    return this.#rmp.enabled;
+  }
+
+  /** Pages the RMP assigns, for display. */
+  rmpAssignedPages(): { spa: number; entry: RmpEntry }[] {
+    return this.#rmp.assignedPages();
   }
 
   /** VMRUN on the (only modelled) core. */
@@ -178,4 +211,6 @@ export interface PspCapabilities {
   readonly keySlots: KeySlotProgrammer;
   readonly dma: PspDmaPort;
   readonly asids: AsidValidity;
+  /** The firmware's direct access to the RMP. */
+  readonly rmp: RmpFirmwareAccess;
 }
