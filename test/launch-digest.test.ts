@@ -1,4 +1,4 @@
-// Expected SEV / SEV-ES launch digests against the published vectors (../shared/testdata/measure/
+// Expected SEV / SEV-ES / SNP launch digests against the published vectors (../shared/testdata/measure/
 // vectors.json, from sev-snp-measure's tests; read at run time), the kernel-hashes table byte layout
 // (sev-reference §9.1), and every refusal of inputs that describe no launch QEMU would perform.
 import { createHash } from 'node:crypto';
@@ -23,6 +23,7 @@ import {
   type LaunchMode,
   LaunchDigestError,
   computeLaunchDigest,
+  computeSnpOvmfHash,
   measuredCommandLine,
   measuredKernelHashes,
   precomputeOvmf,
@@ -36,7 +37,7 @@ interface Vector {
   mode: 'sev' | 'sev-es' | 'snp';
   vcpus: number;
   vcpuType: string | null;
-  vmm: 'qemu' | 'gce';
+  vmm: 'qemu' | 'gce' | 'ec2';
   ovmf: string;
   kernel: string | null;
   initrd: string | null;
@@ -67,6 +68,8 @@ const blob = (v: string | null): Buffer | undefined =>
 function inputOf(v: Vector): LaunchDigestInput {
   return {
     mode: v.mode,
+    // viaOvmfHash: the image part computed first and passed in, as sev-snp-measure's --snp-ovmf-hash
+    snpOvmfHash: v.viaOvmfHash === true ? computeSnpOvmfHash(testFile(v.ovmf)) : undefined,
     ovmf: testFile(v.ovmf),
     kernel: blob(v.kernel),
     initrd: blob(v.initrd),
@@ -88,16 +91,20 @@ function codeOf(run: () => unknown): LaunchDigestErrorCode | 'no error' {
   }
 }
 
-const supported = vectors.filter((v) => v.mode === 'sev' || v.mode === 'sev-es');
-const digestCases = supported.filter((v) => v.expectError !== true);
-const errorCases = supported.filter((v) => v.expectError === true);
+const digestCases = vectors.filter((v) => v.expectError !== true);
+const errorCases = vectors.filter((v) => v.expectError === true);
 const AMD_SEV = 'ovmf_AmdSev_suffix.bin';
+const OVMF_X64 = 'ovmf_OvmfX64_suffix.bin';
+/** sev-snp-measure calc_snp_ovmf_hash of the AmdSev fixture (tests/test_guest.py; sev-reference §12.1). */
+const AMD_SEV_SNP_OVMF_HASH =
+  '086e2e9149ebf45abdc3445fba5b2da8270bdbb04094d7a2c37faaa4b24af3aa16aff8c374c2a55c467a50da6d466b74';
 
 describe('launch-digest vectors (vectors.json)', () => {
-  it('has SEV and SEV-ES cases to check', () => {
-    expect(digestCases.filter((v) => v.mode === 'sev').length).toBeGreaterThan(0);
-    expect(digestCases.filter((v) => v.mode === 'sev-es').length).toBeGreaterThan(0);
+  it('has SEV, SEV-ES and SNP cases to check', () => {
+    for (const mode of ['sev', 'sev-es', 'snp'])
+      expect(digestCases.filter((v) => v.mode === mode).length).toBeGreaterThan(0);
     expect(errorCases.length).toBeGreaterThan(0);
+    expect(digestCases.filter((v) => v.viaOvmfHash === true).length).toBeGreaterThan(0);
   });
 
   it.each(digestCases.map((v) => [v.name, v] as const))('%s', (_name, v) => {
@@ -121,24 +128,51 @@ describe('launch-digest vectors (vectors.json)', () => {
     expect(codeOf(() => computeLaunchDigest(inputOf(v)))).toBe('NO_KERNEL_HASHES_AREA');
   });
 
-  it.each(vectors.filter((v) => v.mode === 'snp').map((v) => [v.name, v] as const))(
-    '%s (snp) answers "not yet supported"',
+  it.each(errorCases.map((v) => [v.name, v] as const))(
+    '%s is refused under SNP too: no SNP_KERNEL_HASHES section',
     (_n, v) => {
-      expect(codeOf(() => computeLaunchDigest(inputOf(v)))).toBe('UNSUPPORTED_MODE');
-      expect(() => computeLaunchDigest(inputOf(v))).toThrow(/not yet supported/);
+      const snp = { ...inputOf(v), mode: 'snp', vcpuType: 'EPYC-v4' } as const;
+      expect(codeOf(() => computeLaunchDigest(snp))).toBe('NO_KERNEL_HASHES_SECTION');
+      expect(() => computeLaunchDigest(snp)).toThrow(/SNP_KERNEL_HASHES/);
     },
   );
 
-  it('viaOvmfHash cases: one-step and precomputed agree wherever the mode is supported', () => {
-    for (const v of vectors.filter((x) => x.viaOvmfHash === true && x.expectError !== true)) {
-      const oneStep = (): Buffer => computeLaunchDigest(inputOf(v)).digest;
-      if (v.mode === 'snp') {
-        expect(codeOf(oneStep)).toBe('UNSUPPORTED_MODE');
-        continue;
-      }
-      const precomputed = computeLaunchDigest({ ...inputOf(v), ovmf: precomputeOvmf(testFile(v.ovmf)) });
-      expect(precomputed.digest).toEqual(oneStep());
+  it('viaOvmfHash cases: the one-step digest equals the one from the precomputed OVMF hash', () => {
+    for (const v of digestCases.filter((x) => x.viaOvmfHash === true)) {
+      const oneStep = computeLaunchDigest({ ...inputOf(v), snpOvmfHash: undefined });
+      expect(oneStep.digest.toString('hex')).toBe(v.expectedDigest);
+      expect(oneStep.snpOvmfHash).toEqual(computeSnpOvmfHash(testFile(v.ovmf)));
+      expect(computeLaunchDigest(inputOf(v)).digest).toEqual(oneStep.digest);
     }
+  });
+
+  it('the SNP OVMF hash of the AmdSev fixture is the published one, and seeds the published digest', () => {
+    const amdSev = testFile(AMD_SEV);
+    expect(computeSnpOvmfHash(amdSev).toString('hex')).toBe(AMD_SEV_SNP_OVMF_HASH);
+    expect(precomputeOvmf(amdSev).snpOvmfHash().toString('hex')).toBe(AMD_SEV_SNP_OVMF_HASH);
+    // sev-snp-measure test_snp_ovmf_hash_gen_default: the hash given as hex, the image's contents ignored
+    const r = computeLaunchDigest({
+      mode: 'snp',
+      ovmf: amdSev,
+      snpOvmfHash: Buffer.from(AMD_SEV_SNP_OVMF_HASH, 'hex'),
+      kernel: Buffer.alloc(0),
+      initrd: Buffer.alloc(0),
+      append: '',
+      vcpus: 1,
+      vcpuType: 'EPYC-v4',
+      guestFeatures: 0x21n,
+    });
+    expect(r.digest.toString('hex')).toBe(
+      '329c8ce0972ae52343b64d34a434a86f245dfd74f5ed7aae15d22efc78fb9683632b9b50e4e1d7fa41179ef98a7ef198',
+    );
+  });
+
+  it('the SNP OVMF hash stands for the image: a different hash gives a different digest', () => {
+    const base = { mode: 'snp', ovmf: testFile(AMD_SEV), vcpus: 1, vcpuType: 'EPYC-v4' } as const;
+    const seeded = computeLaunchDigest({ ...base, snpOvmfHash: Buffer.alloc(48, 1) });
+    expect(seeded.digest).not.toEqual(computeLaunchDigest(base).digest);
+    expect(seeded.snpOvmfHash).toEqual(Buffer.alloc(48, 1));
+    expect(seeded.measured[0]?.what).toMatch(/given/);
   });
 });
 
@@ -238,10 +272,10 @@ describe('refusals', () => {
   const le32 = (...v: number[]): Buffer => Buffer.from(new Uint32Array(v).buffer);
 
   it.each<[string, Partial<LaunchDigestInput>, LaunchDigestErrorCode]>([
-    ['SNP', { mode: 'snp' }, 'UNSUPPORTED_MODE'],
     ['an unknown mode', { mode: 'tdx' as LaunchMode }, 'UNSUPPORTED_MODE'],
     ['a precomputed OVMF hash outside SNP', { snpOvmfHash: Buffer.alloc(48) }, 'OVMF_HASH_SNP_ONLY'],
-    ['a VMM whose reset state is not modelled yet', { vmm: 'gce' }, 'UNSUPPORTED_VMM'],
+    ['SEV-ES on the GCE VMM (modelled for SNP only)', { vmm: 'gce' }, 'UNSUPPORTED_VMM'],
+    ['SEV-ES on the EC2 VMM (modelled for SNP only)', { vmm: 'ec2' }, 'UNSUPPORTED_VMM'],
     ['an unknown VMM', { vmm: 'xen' as 'qemu' }, 'UNSUPPORTED_VMM'],
     ['an initrd without a kernel', { initrd: empty }, 'INITRD_WITHOUT_KERNEL'],
     ['a command line without a kernel', { append: 'quiet' }, 'APPEND_WITHOUT_KERNEL'],
@@ -285,6 +319,41 @@ describe('refusals', () => {
     ],
   ])('%s', (_what, change, code) => {
     expect(codeOf(() => computeLaunchDigest({ ...es, ...change }))).toBe(code);
+  });
+
+  const snp = { mode: 'snp', ovmf: amdSev, vcpus: 1, vcpuType: 'EPYC-v4' } as const;
+  it.each<[string, Partial<LaunchDigestInput>, LaunchDigestErrorCode]>([
+    ['SNP without a vCPU count', { vcpus: undefined }, 'MISSING_VCPUS'],
+    ['SNP with more vCPUs than KVM allows', { vcpus: 4097 }, 'BAD_VCPUS'],
+    ['SNP on QEMU without a vCPU type', { vcpuType: undefined }, 'MISSING_VCPU_TYPE'],
+    ['SNP on GCE with an unknown vCPU type', { vmm: 'gce', vcpuType: 'EPYC-Zen9' }, 'UNKNOWN_VCPU_TYPE'],
+    ['SNP on an unknown VMM', { vmm: 'xen' as 'qemu' }, 'UNSUPPORTED_VMM'],
+    ['SNP guest features without SNPActive', { guestFeatures: 0x20n }, 'BAD_GUEST_FEATURES'],
+    ['SNP guest features beyond 64 bits', { guestFeatures: (1n << 64n) | 1n }, 'BAD_GUEST_FEATURES'],
+    ['an SNP OVMF hash that is not 48 bytes', { snpOvmfHash: Buffer.alloc(32) }, 'BAD_OVMF_HASH'],
+    ['SNP with an initrd but no kernel', { initrd: empty }, 'INITRD_WITHOUT_KERNEL'],
+    ['SNP from an image QEMU cannot map', { ovmf: Buffer.alloc(0x1800) }, 'OVMF_SIZE'],
+    ['SNP from firmware without SEV metadata', { ovmf: Buffer.alloc(0x1000) }, 'NO_SEV_METADATA'],
+    [
+      'SNP, a kernel, OvmfX64 (no SNP_KERNEL_HASHES section)',
+      { kernel: empty, ovmf: testFile(OVMF_X64) },
+      'NO_KERNEL_HASHES_SECTION',
+    ],
+    [
+      "SNP, a kernel, Debian's OVMF.fd (no SNP_KERNEL_HASHES section)",
+      { kernel: empty, ovmf: readFileSync(join(testdata, 'ovmf/OVMF.fd')) },
+      'NO_KERNEL_HASHES_SECTION',
+    ],
+  ])('%s', (_what, change, code) => {
+    expect(codeOf(() => computeLaunchDigest({ ...snp, ...change }))).toBe(code);
+  });
+
+  it('SNP on GCE or EC2 needs no vCPU type: their RDX is fixed, so a given type changes nothing', () => {
+    for (const vmm of ['gce', 'ec2'] as const) {
+      const without = computeLaunchDigest({ ...snp, vmm, vcpuType: undefined });
+      expect(without.vcpuSignature).toBeUndefined();
+      expect(computeLaunchDigest({ ...snp, vmm }).digest).toEqual(without.digest);
+    }
   });
 
   it('plain SEV needs neither vCPUs nor the SEV-ES reset block', () => {

@@ -257,6 +257,81 @@ describe('reset-state VMSA (QEMU/KVM)', () => {
     expect(() => buildResetVmsa({ vcpuIndex: 0, vcpuSignature: milan, sevFeatures: 1n << 64n })).toThrow(
       RangeError,
     );
-    expect(() => buildResetVmsa({ vcpuIndex: 0, vcpuSignature: milan, vmm: 'gce' })).toThrow(/gce/);
+    expect(() => buildResetVmsa({ vcpuIndex: 0, vcpuSignature: milan, vmm: 'xen' as 'qemu' })).toThrow(/xen/);
+    expect(() => buildResetVmsa({ vcpuIndex: 0, vmm: 'toString' as 'qemu' })).toThrow(/toString/);
+    // QEMU's RDX is the signature: without one there is no QEMU VMSA.
+    expect(() => buildResetVmsa({ vcpuIndex: 0 })).toThrow(/vcpuSignature/);
+  });
+});
+
+// The GCE and EC2 VMMs as sev-snp-measure vmsa.py build_save_area models them; their digests are
+// checked end to end against the published vectors in test/snp-launch-measure.test.ts.
+describe('reset-state VMSA of the cloud VMMs (sev-snp-measure vmsa.py)', () => {
+  const milan = cpuidSignature(VCPU_TYPES['EPYC-Milan']);
+  const ap = { vcpuIndex: 2, apResetEip: 0x80b004 } as const;
+  const decode = (o: Parameters<typeof buildResetVmsa>[0]): ReturnType<typeof Vmsa.decode> =>
+    Vmsa.decode(buildResetVmsa(o));
+
+  it('GCE: RDX 0x600 whatever the vCPU, MXCSR and FCW 0, G_PAT 0x70106, QEMU segment attributes', () => {
+    for (const vcpu of [{ vcpuIndex: 0 }, ap]) {
+      const v = decode({ ...vcpu, vmm: 'gce', sevFeatures: 0x1n });
+      expect(v).toMatchObject({
+        csAttrib: 0x9b,
+        ssAttrib: 0x93,
+        trAttrib: 0x8b,
+        rdx: 0x600n,
+        mxcsr: 0,
+        x87Fcw: 0,
+        gPat: 0x70106n,
+        sevFeatures: 0x1n,
+        efer: 0x1000n,
+        xcr0: 1n,
+      });
+    }
+    // the signature is not used: GCE's VMSAs are the same with or without one
+    expect(buildResetVmsa({ vcpuIndex: 0, vmm: 'gce', vcpuSignature: milan })).toEqual(
+      buildResetVmsa({ vcpuIndex: 0, vmm: 'gce' }),
+    );
+  });
+
+  it('EC2: the BSP code segment is 0x9A (an AP keeps 0x9B), SS 0x92, TR 0x83, RDX 0x600, reset PAT', () => {
+    const bsp = decode({ vcpuIndex: 0, vmm: 'ec2', sevFeatures: 0x21n });
+    const apVmsa = decode({ ...ap, vmm: 'ec2', sevFeatures: 0x21n });
+    expect(bsp).toMatchObject({ csAttrib: 0x9a, csBase: 0xffff0000n, rip: 0xfff0n });
+    expect(apVmsa).toMatchObject({ csAttrib: 0x9b, csBase: 0x800000n, rip: 0xb004n });
+    for (const v of [bsp, apVmsa])
+      expect(v).toMatchObject({
+        ssAttrib: 0x92,
+        trAttrib: 0x83,
+        rdx: 0x600n,
+        mxcsr: 0,
+        x87Fcw: 0,
+        gPat: 0x0007040600070406n,
+        sevFeatures: 0x21n,
+      });
+  });
+
+  it('the VMMs differ only in the registers their profiles name', () => {
+    const pages = (['qemu', 'gce', 'ec2'] as const).map((vmm) =>
+      buildResetVmsa({ vcpuIndex: 0, vmm, vcpuSignature: milan, sevFeatures: 1n }),
+    );
+    const differing = (a: Buffer, b: Buffer): string[] =>
+      Object.entries(Vmsa.fields as Record<string, FieldSpec>)
+        .filter(
+          ([, f]) =>
+            !a.subarray(f.offset, f.offset + width(f)).equals(b.subarray(f.offset, f.offset + width(f))),
+        )
+        .map(([name]) => name)
+        .sort();
+    const [qemu, gce, ec2] = pages as [Buffer, Buffer, Buffer];
+    expect(differing(qemu, gce)).toEqual(['gPat', 'mxcsr', 'rdx', 'x87Fcw']);
+    expect(differing(qemu, ec2)).toEqual(['csAttrib', 'mxcsr', 'rdx', 'ssAttrib', 'trAttrib', 'x87Fcw']);
+  });
+
+  it('SNP VMSAs carry the guest features; the TSC fields the firmware ignores stay zero', () => {
+    for (const vmm of ['qemu', 'gce', 'ec2'] as const) {
+      const v = decode({ vcpuIndex: 0, vmm, vcpuSignature: milan, sevFeatures: 0x21n });
+      expect([v.sevFeatures, v.guestTscScale, v.guestTscOffset]).toEqual([0x21n, 0n, 0n]);
+    }
   });
 });

@@ -1,6 +1,7 @@
-// SEV-ES VM save area (VMSA): one 4 KiB page of guest register state, encrypted with the guest key
-// (AMD APM vol. 2 Table B-4; Linux arch/x86/include/asm/svm.h struct sev_es_save_area; ASPFW sev_es.h;
-// sev-reference §6.1), and the reset-state VMSA QEMU/KVM hand to LAUNCH_UPDATE_VMSA (§6.1, §9.2).
+// SEV-ES/SEV-SNP VM save area (VMSA): one 4 KiB page of guest register state, encrypted with the guest
+// key (AMD APM vol. 2 Table B-4; Linux arch/x86/include/asm/svm.h struct sev_es_save_area; ASPFW
+// sev_es.h; sev-reference §6.1), and the reset-state VMSA a VMM hands to LAUNCH_UPDATE_VMSA or, under
+// SNP, to SNP_LAUNCH_UPDATE — for QEMU/KVM, GCE and EC2 (§6.1, §9.2; sev-snp-measure vmsa.py).
 import { StructLayout } from './layout.js';
 
 export const VMSA_SIZE = 0x1000;
@@ -211,39 +212,77 @@ export interface VmmResetRegisters {
   readonly gPat: bigint;
 }
 
-/** How one VMM initialises a vCPU before LAUNCH_UPDATE_VMSA. */
+/** How one VMM initialises a vCPU before LAUNCH_UPDATE_VMSA / SNP_LAUNCH_UPDATE. */
 export interface VmmResetProfile {
   readonly description: string;
-  registers(eip: number, vcpuSignature: number): VmmResetRegisters;
+  /**
+   * Whether RDX carries the vCPU model's CPUID signature (so the launch needs a vCPU type). GCE and
+   * EC2 put a fixed value there, which is why sev-snp-measure takes no vCPU type for them.
+   */
+  readonly usesVcpuSignature: boolean;
+  /** `vcpuSignature` is defined whenever `usesVcpuSignature` is. */
+  registers(eip: number, vcpuSignature: number | undefined): VmmResetRegisters;
 }
 
 /** The PAT MSR's power-on value (AMD APM vol. 2 §A.3), which KVM also puts in the VMSA's G_PAT. */
 export const PAT_RESET_VALUE = 0x0007_0406_0007_0406n;
 
+/** The BSP starts at the architectural reset vector, CS base 0xFFFF0000, IP 0xFFF0. */
+export const BSP_RESET_EIP = 0xffff_fff0;
+
+/** RDX at reset on the GCE and EC2 VMMs: KVM's value when no CPUID(1) is configured (kvm_vcpu_reset). */
+const FIXED_RESET_RDX = 0x600n;
+
 /**
- * Reset-state profiles by VMM. Only QEMU/KVM is modelled for now. GCE and EC2 start vCPUs with other
- * CS/SS/TR attributes, RDX, MXCSR, x87 FCW and (GCE) G_PAT (sev-snp-measure vmsa.py); supporting them
- * means adding their profile here — nothing else in the builder changes.
+ * Reset-state profiles by VMM (sev-snp-measure vmsa.py build_save_area, reproduced byte for byte). QEMU
+ * gives the x86 reset state; GCE and EC2 differ in RDX, MXCSR and the x87 control word (left zero),
+ * GCE in G_PAT, EC2 in the SS/TR attributes and in the BSP's code segment (not yet accessed).
  */
-export const VMM_RESET_PROFILES: Readonly<Partial<Record<VmmType, VmmResetProfile>>> = {
+export const VMM_RESET_PROFILES: Readonly<Record<VmmType, VmmResetProfile>> = {
   qemu: {
     description: 'QEMU/KVM: x86 reset state (QEMU x86_cpu_reset) synced into the VMSA by KVM',
+    usesVcpuSignature: true,
     registers: (_eip, vcpuSignature) => ({
       // code segment: present, S, code, readable, accessed
       csAttrib: 0x9b,
       ssAttrib: 0x93,
       trAttrib: 0x8b,
       // RDX holds CPUID(1).EAX after reset
-      rdx: BigInt(vcpuSignature),
+      rdx: BigInt(vcpuSignature ?? 0),
       mxcsr: 0x1f80,
       x87Fcw: 0x37f,
       gPat: PAT_RESET_VALUE,
     }),
   },
+  gce: {
+    description: "Google Compute Engine's VMM (as sev-snp-measure models it): fixed RDX, its own G_PAT",
+    usesVcpuSignature: false,
+    registers: () => ({
+      csAttrib: 0x9b,
+      ssAttrib: 0x93,
+      trAttrib: 0x8b,
+      rdx: FIXED_RESET_RDX,
+      mxcsr: 0,
+      x87Fcw: 0,
+      // GCE's hypervisor overwrites the PAT reset value (sev-snp-measure vmsa.py)
+      gPat: 0x0007_0106n,
+    }),
+  },
+  ec2: {
+    description: "Amazon EC2's VMM (as sev-snp-measure models it): fixed RDX, other segment attributes",
+    usesVcpuSignature: false,
+    registers: (eip) => ({
+      // the BSP's code segment is not marked accessed; an AP's is
+      csAttrib: eip === BSP_RESET_EIP ? 0x9a : 0x9b,
+      ssAttrib: 0x92,
+      trAttrib: 0x83,
+      rdx: FIXED_RESET_RDX,
+      mxcsr: 0,
+      x87Fcw: 0,
+      gPat: PAT_RESET_VALUE,
+    }),
+  },
 };
-
-/** The BSP starts at the architectural reset vector, CS base 0xFFFF0000, IP 0xFFF0. */
-export const BSP_RESET_EIP = 0xffff_fff0;
 
 /** Inputs of {@link buildResetVmsa}. */
 export interface ResetVmsaOptions {
@@ -251,9 +290,12 @@ export interface ResetVmsaOptions {
   readonly vcpuIndex: number;
   /** The APs' start address from OVMF's SEV-ES reset block; needed when `vcpuIndex > 0`. */
   readonly apResetEip?: number;
-  /** CPUID(1).EAX of the vCPU model ({@link cpuidSignature}). */
-  readonly vcpuSignature: number;
-  /** SEV_FEATURES (0 for SEV-ES under QEMU/KVM's legacy interface). */
+  /**
+   * CPUID(1).EAX of the vCPU model ({@link cpuidSignature}); required by VMMs that put it in RDX (qemu),
+   * checked but unused by the others.
+   */
+  readonly vcpuSignature?: number;
+  /** SEV_FEATURES: 0 for SEV-ES under QEMU/KVM's legacy interface, the guest features (e.g. 0x1) for SNP. */
   readonly sevFeatures?: bigint;
   readonly vmm?: VmmType;
 }
@@ -273,16 +315,20 @@ export function resetEip(vcpuIndex: number, apResetEip: number | undefined): num
 }
 
 /**
- * The 4 KiB VMSA a vCPU has at launch, byte for byte what QEMU/KVM pass to LAUNCH_UPDATE_VMSA: the x86
- * reset state (real mode, CS:IP at the start address), plus what KVM sets — EFER.SVME, CR4.MCE, CR0.ET,
- * XCR0 = x87 — and SEV_FEATURES. Every other byte is zero.
+ * The 4 KiB VMSA a vCPU has at launch, byte for byte what the VMM passes to LAUNCH_UPDATE_VMSA (SEV-ES)
+ * or SNP_LAUNCH_UPDATE (SNP, page type VMSA): the x86 reset state (real mode, CS:IP at the start
+ * address) as that VMM sets it ({@link VMM_RESET_PROFILES}), plus what KVM sets — EFER.SVME, CR4.MCE,
+ * CR0.ET, XCR0 = x87 — and SEV_FEATURES. Every other byte is zero, the TSC fields SNP ignores included.
  */
 export function buildResetVmsa(options: ResetVmsaOptions): Buffer {
   const vmm = options.vmm ?? 'qemu';
-  const profile = VMM_RESET_PROFILES[vmm];
+  const profile = Object.hasOwn(VMM_RESET_PROFILES, vmm) ? VMM_RESET_PROFILES[vmm] : undefined;
   if (profile === undefined) throw new RangeError(`no reset-state profile for VMM ${vmm}`);
   const sig = options.vcpuSignature;
-  if (!Number.isInteger(sig) || sig < 0 || sig > 0xffff_ffff)
+  if (sig === undefined) {
+    if (profile.usesVcpuSignature)
+      throw new RangeError(`the ${vmm} VMM puts the vCPU's CPUID signature in RDX: give vcpuSignature`);
+  } else if (!Number.isInteger(sig) || sig < 0 || sig > 0xffff_ffff)
     throw new RangeError(`bad CPUID signature ${sig}`);
   const sevFeatures = options.sevFeatures ?? 0n;
   if (sevFeatures < 0n || sevFeatures >= 1n << 64n)

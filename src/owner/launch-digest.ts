@@ -1,16 +1,26 @@
-// The launch digest a guest owner should expect for an SEV or SEV-ES guest that QEMU/KVM start from
-// OVMF (GCTX.LD, sev-reference §5.1): SHA-256 over every plaintext LAUNCH_UPDATE_DATA and
-// LAUNCH_UPDATE_VMSA measured, in order —
-//   SEV:    OVMF image || [padded kernel-hashes table]
-//   SEV-ES: OVMF image || [padded kernel-hashes table] || VMSA(vCPU 0) || … || VMSA(vCPU n-1)
-// The inputs mirror sev-snp-measure's `--mode sev|seves`, and its results are reproduced exactly
-// (../shared/testdata/measure/vectors.json). SEV-SNP's chained SHA-384 digest is a later issue: it
-// slots in as another mode here, reusing the footer, the hashes table and the VMSA builder.
+// The launch digest a guest owner should expect for a guest that a VMM starts from OVMF (GCTX.LD):
+//   SEV, SEV-ES (sev-reference §5.1): SHA-256 over every plaintext LAUNCH_UPDATE_DATA and
+//   LAUNCH_UPDATE_VMSA measured, in order —
+//     SEV:    OVMF image || [padded kernel-hashes table]
+//     SEV-ES: OVMF image || [padded kernel-hashes table] || VMSA(vCPU 0) || … || VMSA(vCPU n-1)
+//   SEV-SNP (§7.5, §11 fact 6): the chained SHA-384 of one PAGE_INFO per 4 KiB page SNP_LAUNCH_UPDATE
+//   measures — the steps abi/snp-launch-layout.ts lists (image, metadata sections, VMSAs at
+//   0xFFFFFFFFF000) folded with abi/snp-launch-digest.ts, for the qemu, gce and ec2 VMMs.
+// The inputs mirror sev-snp-measure's `--mode sev|seves|snp` (and its `--snp-ovmf-hash`), and its
+// results are reproduced exactly (../shared/testdata/measure/vectors.json).
 import { createHash, type Hash } from 'node:crypto';
 import {
+  FIRMWARE_END_GPA,
   type OvmfFooter,
-  type SevKernelHashes,
   SEV_HASH_TABLE_PADDED_LENGTH,
+  SNP_LAUNCH_DIGEST_SIZE,
+  SNP_PAGE_SIZE,
+  SevFeature,
+  type SevKernelHashes,
+  SnpLaunchLayoutError,
+  type SnpLaunchLayoutErrorCode,
+  type SnpLaunchStep,
+  SnpPageType,
   VCPU_TYPES,
   VMM_RESET_PROFILES,
   VMM_TYPES,
@@ -18,15 +28,22 @@ import {
   buildResetVmsa,
   cpuidSignature,
   encodeSevHashTable,
+  extendSnpLaunchDigest,
+  extendSnpLaunchDigestNormal,
   isVcpuTypeName,
   parseOvmfFooter,
+  sevHashTablePage,
+  snpInitialLaunchDigest,
+  snpLaunchLayout,
+  snpPageContents,
+  snpPageTypeName,
 } from '../abi/index.js';
 
 /** Guest generations a launch digest can be asked for. */
 export const LAUNCH_MODES = ['sev', 'sev-es', 'snp'] as const;
 export type LaunchMode = (typeof LAUNCH_MODES)[number];
-/** The modes this module computes today. */
-export const SUPPORTED_LAUNCH_MODES = ['sev', 'sev-es'] as const;
+/** The modes this module computes (all of them; kept for callers that narrow a mode first). */
+export const SUPPORTED_LAUNCH_MODES = ['sev', 'sev-es', 'snp'] as const;
 export type SupportedLaunchMode = (typeof SUPPORTED_LAUNCH_MODES)[number];
 
 /** Why a set of inputs cannot describe a launch QEMU/KVM would perform. */
@@ -46,7 +63,10 @@ export type LaunchDigestErrorCode =
   | 'APPEND_WITHOUT_KERNEL'
   | 'BAD_COMMAND_LINE'
   | 'BAD_GUEST_FEATURES'
-  | 'OVMF_HASH_SNP_ONLY';
+  | 'OVMF_HASH_SNP_ONLY'
+  | 'BAD_OVMF_HASH'
+  // SNP inputs no host would launch (abi/snp-launch-layout.ts), passed through with their code
+  | SnpLaunchLayoutErrorCode;
 
 /** Inconsistent or unsupported launch inputs; `code` says which rule, the message says how to fix it. */
 export class LaunchDigestError extends Error {
@@ -67,11 +87,33 @@ export const OVMF_SIZE_UNIT = 0x1000;
 /** KVM_MAX_VCPUS on x86-64: an upper bound that keeps a mistyped count from hashing gigabytes. */
 export const MAX_VCPUS = 4096;
 
+function checkOvmfSize(size: number): void {
+  if (size === 0 || size % OVMF_SIZE_UNIT !== 0)
+    throw new LaunchDigestError(
+      'OVMF_SIZE',
+      `the firmware image is ${size} bytes; QEMU only maps a non-zero multiple of 4 KiB`,
+    );
+}
+
+/** GPA of an image QEMU maps as flash: it ends at 4 GiB. */
+const imageGpaOf = (size: number): bigint => FIRMWARE_END_GPA - BigInt(size);
+
 /**
- * The OVMF part of a launch digest, computed once: the parsed footer and the SHA-256 state after the
- * image. SEV's digest is a single SHA-256 over the concatenation, so — unlike SNP's chained digest,
- * which sev-snp-measure can seed from a hex "OVMF hash" — it cannot be resumed from a digest value;
- * this object keeps the running state instead and continues it for each launch asked of it.
+ * sev-snp-measure's "OVMF hash" (`--mode snp:ovmf-hash`, `calc_snp_ovmf_hash`): the SNP launch digest
+ * after the image's NORMAL pages at 4 GiB − its size, from the zero digest. Passing it back as
+ * `snpOvmfHash` gives the same digest as the image itself.
+ */
+export function computeSnpOvmfHash(image: Uint8Array): Buffer {
+  checkOvmfSize(image.length);
+  return extendSnpLaunchDigestNormal(snpInitialLaunchDigest(), imageGpaOf(image.length), image);
+}
+
+/**
+ * The OVMF part of a launch digest, computed once: the parsed footer, the SHA-256 state after the image
+ * and (on first use) SNP's digest after it. SEV's digest is a single SHA-256 over the concatenation, so
+ * — unlike SNP's chained digest, which sev-snp-measure can seed from a hex "OVMF hash" — it cannot be
+ * resumed from a digest value; this object keeps the running state instead and continues it for each
+ * launch asked of it. The image is not copied: it must not change while this object is in use.
  */
 export class PrecomputedOvmf {
   readonly footer: OvmfFooter;
@@ -79,15 +121,14 @@ export class PrecomputedOvmf {
   /** SHA-256 of the image alone (what `sha256sum` prints; informative, not a resumable state). */
   readonly sha256: Buffer;
   readonly #state: Hash;
+  readonly #image: Uint8Array;
+  #snpOvmfHash: Buffer | undefined;
 
   constructor(image: Uint8Array) {
-    if (image.length === 0 || image.length % OVMF_SIZE_UNIT !== 0)
-      throw new LaunchDigestError(
-        'OVMF_SIZE',
-        `the firmware image is ${image.length} bytes; QEMU only maps a non-zero multiple of 4 KiB`,
-      );
+    checkOvmfSize(image.length);
     this.footer = parseOvmfFooter(image);
     this.size = image.length;
+    this.#image = image;
     this.#state = createHash('sha256').update(image);
     this.sha256 = this.#state.copy().digest();
   }
@@ -95,6 +136,12 @@ export class PrecomputedOvmf {
   /** A SHA-256 context that has absorbed the image, as the PSP's is after LAUNCH_UPDATE_DATA of it. */
   resume(): Hash {
     return this.#state.copy();
+  }
+
+  /** SNP: GCTX.LD after the image's pages ({@link computeSnpOvmfHash}), hashed on first use. */
+  snpOvmfHash(): Buffer {
+    this.#snpOvmfHash ??= computeSnpOvmfHash(this.#image);
+    return Buffer.from(this.#snpOvmfHash);
   }
 }
 
@@ -114,21 +161,28 @@ export interface LaunchDigestInput {
   readonly initrd?: Uint8Array;
   /** `-append` (needs a kernel); absent or empty means a lone NUL is hashed. */
   readonly append?: string;
-  /** vCPU count (SEV-ES: one VMSA each); ignored for SEV. */
+  /** vCPU count (SEV-ES, SNP: one VMSA each); ignored for SEV. */
   readonly vcpus?: number;
-  /** QEMU `-cpu` model ({@link VCPU_TYPES}); SEV-ES needs this or `vcpuSignature`. */
+  /**
+   * QEMU `-cpu` model ({@link VCPU_TYPES}); SEV-ES and SNP under qemu need this or `vcpuSignature`. The
+   * gce and ec2 VMMs put a fixed value in RDX, so there it is checked but does not change the digest.
+   */
   readonly vcpuType?: string;
   /** CPUID(1).EAX to put in RDX, instead of a named model. */
   readonly vcpuSignature?: number;
-  /** Which VMM builds the VMSAs (default qemu). */
+  /** Which VMM builds the VMSAs (default qemu); gce and ec2 are modelled for SNP only. */
   readonly vmm?: VmmType;
   /**
-   * SEV_FEATURES as sev-snp-measure's `--guest-features` (default 0x1 there): an SNP input. SEV-ES
-   * VMSAs are measured with SEV_FEATURES 0 whatever this says, as sev-snp-measure does (guest.py
-   * passes 0x0 in SEV-ES mode) and as KVM's legacy SEV-ES launch sets it.
+   * SEV_FEATURES as sev-snp-measure's `--guest-features`: SNP VMSAs carry it (default 0x1, SNPActive,
+   * which every SNP guest has). SEV-ES VMSAs are measured with SEV_FEATURES 0 whatever this says, as
+   * sev-snp-measure does (guest.py passes 0x0 in SEV-ES mode) and as KVM's legacy SEV-ES launch sets it.
    */
   readonly guestFeatures?: bigint;
-  /** sev-snp-measure's `--snp-ovmf-hash`: only meaningful for SNP's resumable digest. */
+  /**
+   * sev-snp-measure's `--snp-ovmf-hash` (SNP only): the 48-byte digest after the image's pages
+   * ({@link computeSnpOvmfHash}), used instead of hashing the image. The image is still read for its
+   * footer (metadata sections, reset address).
+   */
   readonly snpOvmfHash?: Uint8Array;
 }
 
@@ -136,25 +190,37 @@ export interface LaunchDigestInput {
 export interface MeasuredItem {
   readonly what: string;
   readonly bytes: number;
+  /** SNP: the SNP_LAUNCH_UPDATE page type of the range. */
+  readonly pageType?: string;
+  /** SNP: the first page's RMP.GPA (below 2^52, so a number holds it exactly). */
+  readonly gpa?: number;
 }
 
 /** The expected digest and how it was composed. */
 export interface LaunchDigestResult {
   readonly mode: SupportedLaunchMode;
-  /** GCTX.LD: the SHA-256 LAUNCH_MEASURE's HMAC covers and ATTESTATION reports. */
+  /**
+   * GCTX.LD: SHA-256 (SEV, SEV-ES: what LAUNCH_MEASURE's HMAC covers and ATTESTATION reports) or
+   * SHA-384 (SNP: the attestation report's MEASUREMENT).
+   */
   readonly digest: Buffer;
   readonly measured: readonly MeasuredItem[];
   readonly ovmf: { readonly size: number; readonly sha256: Buffer };
   readonly kernelHashes: SevKernelHashes | undefined;
   /** The padded table as measured (176 bytes), when a kernel was given. */
   readonly hashTable: Buffer | undefined;
-  /** SEV-ES only. */
+  /** SEV-ES and SNP only. */
   readonly vcpus: number | undefined;
+  /** The signature RDX carries (undefined for SEV, and for the gce and ec2 VMMs, whose RDX is fixed). */
   readonly vcpuSignature: number | undefined;
   readonly vmsaSevFeatures: bigint | undefined;
   /** The BSP's VMSA and (with more than one vCPU) the one every AP shares. */
   readonly bspVmsa: Buffer | undefined;
   readonly apVmsa: Buffer | undefined;
+  /** SNP: the digest after the image (given as `snpOvmfHash`, or computed) — reusable as that input. */
+  readonly snpOvmfHash: Buffer | undefined;
+  /** SNP: every SNP_LAUNCH_UPDATE the host performs, in order (abi/snp-launch-layout.ts). */
+  readonly snpLaunchSteps: readonly SnpLaunchStep[] | undefined;
 }
 
 /** The bytes QEMU hashes for the command line: UTF-8 plus the terminating NUL ("\0" alone if none). */
@@ -179,40 +245,42 @@ export function measuredKernelHashes(
   };
 }
 
-const hex = (n: number): string => `0x${n.toString(16)}`;
+const hex = (n: number | bigint): string => `0x${n.toString(16)}`;
 
-/** Narrows a mode to one this module computes; SNP and unknown modes throw UNSUPPORTED_MODE. */
+/** Narrows a mode to one this module computes; anything else throws UNSUPPORTED_MODE. */
 export function checkLaunchMode(mode: string): SupportedLaunchMode {
-  if (mode === 'sev' || mode === 'sev-es') return mode;
-  if (mode === 'snp')
-    throw new LaunchDigestError(
-      'UNSUPPORTED_MODE',
-      'SEV-SNP launch digests are not yet supported (only sev and sev-es)',
-    );
-  throw new LaunchDigestError('UNSUPPORTED_MODE', `unknown mode "${mode}" (expected sev or sev-es)`);
+  if (mode === 'sev' || mode === 'sev-es' || mode === 'snp') return mode;
+  throw new LaunchDigestError('UNSUPPORTED_MODE', `unknown mode "${mode}" (expected sev, sev-es or snp)`);
 }
 
-function checkVmm(vmm: string, needsVmsa: boolean): VmmType {
+function checkVmm(vmm: string, mode: SupportedLaunchMode): VmmType {
   const known = VMM_TYPES.find((v) => v === vmm);
   if (known === undefined)
     throw new LaunchDigestError('UNSUPPORTED_VMM', `unknown VMM "${vmm}" (expected ${VMM_TYPES.join(', ')})`);
-  if (needsVmsa && VMM_RESET_PROFILES[known] === undefined)
+  // sev-snp-measure builds GCE/EC2 VMSAs for SEV-ES too, but those are SNP VMMs: their SEV-ES launches
+  // are not modelled, so a digest for one would be a guess.
+  if (mode === 'sev-es' && known !== 'qemu')
     throw new LaunchDigestError(
       'UNSUPPORTED_VMM',
-      `the ${known} VMM's reset state is not yet supported (only qemu)`,
+      `SEV-ES digests are computed for the qemu VMM only; the ${known} VMM is modelled for SNP ` +
+        'launches (--mode snp)',
     );
   return known;
 }
 
 function checkVcpus(vcpus: number | undefined): number {
   if (vcpus === undefined)
-    throw new LaunchDigestError('MISSING_VCPUS', 'SEV-ES measures one VMSA per vCPU: give the vCPU count');
+    throw new LaunchDigestError(
+      'MISSING_VCPUS',
+      'SEV-ES and SNP measure one VMSA per vCPU: give the vCPU count',
+    );
   if (!Number.isInteger(vcpus) || vcpus < 1 || vcpus > MAX_VCPUS)
     throw new LaunchDigestError('BAD_VCPUS', `vCPU count ${vcpus} is not an integer from 1 to ${MAX_VCPUS}`);
   return vcpus;
 }
 
-function checkSignature(input: LaunchDigestInput): number {
+/** The CPUID signature for RDX; `required` is false for VMMs whose RDX is fixed (still checked if given). */
+function checkSignature(input: LaunchDigestInput, required: boolean): number | undefined {
   const { vcpuType, vcpuSignature } = input;
   if (vcpuType !== undefined && vcpuSignature !== undefined)
     throw new LaunchDigestError('CONFLICTING_VCPU_TYPE', 'give a vCPU type or a vCPU signature, not both');
@@ -224,11 +292,13 @@ function checkSignature(input: LaunchDigestInput): number {
       );
     return cpuidSignature(VCPU_TYPES[vcpuType]);
   }
-  if (vcpuSignature === undefined)
+  if (vcpuSignature === undefined) {
+    if (!required) return undefined;
     throw new LaunchDigestError(
       'MISSING_VCPU_TYPE',
-      "SEV-ES VMSAs carry the vCPU's CPUID signature in RDX: give the vCPU type (e.g. EPYC-v4)",
+      "the VMSAs carry the vCPU's CPUID signature in RDX: give the vCPU type (e.g. EPYC-v4)",
     );
+  }
   if (!Number.isInteger(vcpuSignature) || vcpuSignature < 0 || vcpuSignature > 0xffff_ffff)
     throw new LaunchDigestError('BAD_VCPU_SIGNATURE', `vCPU signature ${vcpuSignature} is not a u32`);
   return vcpuSignature;
@@ -267,13 +337,28 @@ function checkResetBlock(footer: OvmfFooter): number {
   return eip;
 }
 
+/** Checks shared by every mode: the kernel inputs and the guest features' width. */
+function checkCommonInputs(input: LaunchDigestInput): void {
+  if (input.kernel === undefined && input.initrd !== undefined)
+    throw new LaunchDigestError('INITRD_WITHOUT_KERNEL', 'an initrd is only measured with a kernel');
+  if (input.kernel === undefined && input.append !== undefined)
+    throw new LaunchDigestError('APPEND_WITHOUT_KERNEL', 'a command line is only measured with a kernel');
+  const features = input.guestFeatures;
+  if (features !== undefined && (features < 0n || features >= 1n << 64n))
+    throw new LaunchDigestError('BAD_GUEST_FEATURES', `guest features ${features} are not a u64`);
+}
+
+const kernelHashesOf = (input: LaunchDigestInput): SevKernelHashes | undefined =>
+  input.kernel === undefined ? undefined : measuredKernelHashes(input.kernel, input.initrd, input.append);
+
 /**
- * The launch digest QEMU/KVM and the PSP would produce for these inputs. Inputs that describe no
- * launch QEMU would perform throw {@link LaunchDigestError}; a corrupted OVMF footer throws the
- * parser's AbiDecodeError (field and offset).
+ * The launch digest the VMM and the PSP would produce for these inputs. Inputs that describe no launch
+ * the VMM would perform throw {@link LaunchDigestError}; a corrupted OVMF footer throws the parser's
+ * AbiDecodeError (field and offset).
  */
 export function computeLaunchDigest(input: LaunchDigestInput): LaunchDigestResult {
   const mode = checkLaunchMode(input.mode);
+  if (mode === 'snp') return computeSnpLaunchDigest(input);
   if (input.snpOvmfHash !== undefined)
     throw new LaunchDigestError(
       'OVMF_HASH_SNP_ONLY',
@@ -281,19 +366,12 @@ export function computeLaunchDigest(input: LaunchDigestInput): LaunchDigestResul
         'image itself (precompute it with precomputeOvmf instead)',
     );
   const es = mode === 'sev-es';
-  const vmm = checkVmm(input.vmm ?? 'qemu', es);
-  if (input.kernel === undefined && input.initrd !== undefined)
-    throw new LaunchDigestError('INITRD_WITHOUT_KERNEL', 'an initrd is only measured with a kernel');
-  if (input.kernel === undefined && input.append !== undefined)
-    throw new LaunchDigestError('APPEND_WITHOUT_KERNEL', 'a command line is only measured with a kernel');
-  const features = input.guestFeatures ?? 0n;
-  if (features < 0n || features >= 1n << 64n)
-    throw new LaunchDigestError('BAD_GUEST_FEATURES', `guest features ${features} are not a u64`);
+  const vmm = checkVmm(input.vmm ?? 'qemu', mode);
+  checkCommonInputs(input);
   // Everything cheap is checked before a large image is hashed.
   const vcpus = es ? checkVcpus(input.vcpus) : undefined;
-  const vcpuSignature = es ? checkSignature(input) : undefined;
-  const kernelHashes =
-    input.kernel === undefined ? undefined : measuredKernelHashes(input.kernel, input.initrd, input.append);
+  const vcpuSignature = es ? checkSignature(input, true) : undefined;
+  const kernelHashes = kernelHashesOf(input);
 
   const ovmf = input.ovmf instanceof PrecomputedOvmf ? input.ovmf : new PrecomputedOvmf(input.ovmf);
   if (kernelHashes !== undefined) checkKernelHashesArea(ovmf.footer);
@@ -335,5 +413,128 @@ export function computeLaunchDigest(input: LaunchDigestInput): LaunchDigestResul
     vmsaSevFeatures: es ? 0n : undefined,
     bspVmsa,
     apVmsa,
+    snpOvmfHash: undefined,
+    snpLaunchSteps: undefined,
+  };
+}
+
+/** The layout's refusals keep their code, as LaunchDigestErrors like every other refusal here. */
+function layoutOrThrow(run: () => SnpLaunchStep[]): SnpLaunchStep[] {
+  try {
+    return run();
+  } catch (err) {
+    if (err instanceof SnpLaunchLayoutError) throw new LaunchDigestError(err.code, err.message);
+    throw err;
+  }
+}
+
+function describeStep(step: SnpLaunchStep): string {
+  switch (step.source) {
+    case 'ovmf':
+      return 'OVMF image';
+    case 'kernel-hashes':
+      return 'kernel-hashes table (SNP_KERNEL_HASHES section)';
+    case 'vmsa':
+      return `VMSA of vCPU ${step.vcpuIndex}`;
+    default:
+      return `${step.section} section`;
+  }
+}
+
+/** SNP (sev-reference §7.5): the chained SHA-384 over the steps a host performs. */
+function computeSnpLaunchDigest(input: LaunchDigestInput): LaunchDigestResult {
+  const vmm = checkVmm(input.vmm ?? 'qemu', 'snp');
+  checkCommonInputs(input);
+  const features = input.guestFeatures ?? SevFeature.SNP_ACTIVE;
+  // KVM sets SNPActive in every SNP guest's VMSA, and VMRUN refuses an SNP guest whose VMSA lacks it.
+  if ((features & SevFeature.SNP_ACTIVE) === 0n)
+    throw new LaunchDigestError(
+      'BAD_GUEST_FEATURES',
+      `guest features ${hex(features)} lack bit 0 (SNPActive), which every SNP guest's VMSA has; ` +
+        'e.g. 0x1 or 0x21',
+    );
+  const vcpus = checkVcpus(input.vcpus);
+  const vcpuSignature = checkSignature(input, VMM_RESET_PROFILES[vmm].usesVcpuSignature);
+  const seed = input.snpOvmfHash;
+  if (seed !== undefined && seed.length !== SNP_LAUNCH_DIGEST_SIZE)
+    throw new LaunchDigestError(
+      'BAD_OVMF_HASH',
+      `an SNP OVMF hash is a ${SNP_LAUNCH_DIGEST_SIZE}-byte SHA-384 (96 hex digits), ` +
+        `got ${seed.length} bytes`,
+    );
+  const kernelHashes = kernelHashesOf(input);
+
+  const ovmf = input.ovmf instanceof PrecomputedOvmf ? input.ovmf : new PrecomputedOvmf(input.ovmf);
+  const steps = layoutOrThrow(() =>
+    snpLaunchLayout({
+      footer: ovmf.footer,
+      imageSize: ovmf.size,
+      imageGpa: imageGpaOf(ovmf.size),
+      vmm,
+      kernelHashes: kernelHashes !== undefined,
+      vcpus,
+    }),
+  );
+  // The layout has refused an image without a usable reset address.
+  const apResetEip = ovmf.footer.sevEsResetEip;
+  const common = { vcpuSignature, sevFeatures: features, vmm, apResetEip };
+  const bspVmsa = buildResetVmsa({ ...common, vcpuIndex: 0 });
+  // Every AP starts from the same state: the VMSA holds no APIC ID.
+  const apVmsa = vcpus > 1 ? buildResetVmsa({ ...common, vcpuIndex: 1 }) : undefined;
+  const hashTable = kernelHashes === undefined ? undefined : encodeSevHashTable(kernelHashes);
+
+  // CONTENTS for each kind of page, computed once however many pages share them.
+  const zeroContents = snpPageContents(SnpPageType.ZERO);
+  const zeroPageHash = snpPageContents(SnpPageType.NORMAL, Buffer.alloc(SNP_PAGE_SIZE));
+  const vmsaContents = [bspVmsa, apVmsa].map((v) => v && snpPageContents(SnpPageType.VMSA, v));
+
+  const [first, ...rest] = steps;
+  if (first?.source !== 'ovmf') throw new Error('internal: the SNP layout does not start with the image');
+  const ovmfHash = seed === undefined ? ovmf.snpOvmfHash() : Buffer.from(seed);
+  let ld: Buffer = ovmfHash;
+  const measured: MeasuredItem[] = [];
+  const record = (step: SnpLaunchStep, what: string): void => {
+    measured.push({ what, bytes: step.length, pageType: snpPageTypeName(step.type), gpa: Number(step.gpa) });
+  };
+  record(first, seed === undefined ? describeStep(first) : 'OVMF image (its SNP hash given)');
+  for (const step of rest) {
+    for (let at = 0; at < step.length; at += SNP_PAGE_SIZE) {
+      let contents: Buffer;
+      switch (step.source) {
+        case 'kernel-hashes':
+          contents =
+            at === 0 && hashTable !== undefined
+              ? snpPageContents(SnpPageType.NORMAL, sevHashTablePage(hashTable, step.tableOffset))
+              : zeroPageHash;
+          break;
+        case 'vmsa': {
+          const v = vmsaContents[step.vcpuIndex === 0 ? 0 : 1];
+          if (v === undefined) throw new Error(`internal: no VMSA for vCPU ${step.vcpuIndex}`);
+          contents = v;
+          break;
+        }
+        case 'ovmf':
+          throw new Error('internal: the SNP layout maps the image twice');
+        default:
+          contents = zeroContents;
+      }
+      ld = extendSnpLaunchDigest(ld, { type: step.type, contents, gpa: step.gpa + BigInt(at) });
+    }
+    record(step, describeStep(step));
+  }
+  return {
+    mode: 'snp',
+    digest: ld,
+    measured,
+    ovmf: { size: ovmf.size, sha256: ovmf.sha256 },
+    kernelHashes,
+    hashTable,
+    vcpus,
+    vcpuSignature: VMM_RESET_PROFILES[vmm].usesVcpuSignature ? vcpuSignature : undefined,
+    vmsaSevFeatures: features,
+    bspVmsa,
+    apVmsa,
+    snpOvmfHash: ovmfHash,
+    snpLaunchSteps: steps,
   };
 }
