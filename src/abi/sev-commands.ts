@@ -40,6 +40,38 @@ export const SevCommand = {
   RECEIVE_FINISH: 0x53,
   DBG_DECRYPT: 0x60,
   DBG_ENCRYPT: 0x61,
+  // SEV-SNP (sev-reference §2.2; ASPFW sev_mcmd.h SNP_MCMD_ID_*, Linux psp-sev.h SEV_CMD_SNP_*)
+  SNP_INIT: 0x81,
+  SNP_SHUTDOWN: 0x82,
+  SNP_PLATFORM_STATUS: 0x83,
+  SNP_DF_FLUSH: 0x84,
+  SNP_INIT_EX: 0x85,
+  SNP_SHUTDOWN_EX: 0x86,
+  SNP_DECOMMISSION: 0x90,
+  SNP_ACTIVATE: 0x91,
+  SNP_GUEST_STATUS: 0x92,
+  SNP_GCTX_CREATE: 0x93,
+  SNP_GUEST_REQUEST: 0x94,
+  SNP_ACTIVATE_EX: 0x95,
+  SNP_LAUNCH_START: 0xa0,
+  SNP_LAUNCH_UPDATE: 0xa1,
+  SNP_LAUNCH_FINISH: 0xa2,
+  SNP_DBG_DECRYPT: 0xb0,
+  SNP_DBG_ENCRYPT: 0xb1,
+  SNP_PAGE_SWAP_OUT: 0xc0,
+  SNP_PAGE_SWAP_IN: 0xc1,
+  SNP_PAGE_MOVE: 0xc2,
+  SNP_PAGE_MD_INIT: 0xc3,
+  SNP_PAGE_SET_STATE: 0xc6,
+  SNP_PAGE_RECLAIM: 0xc7,
+  SNP_PAGE_UNSMASH: 0xc8,
+  /** SNP_SET_CONFIG in Linux's user API; the firmware and the mailbox call it SNP_CONFIG. */
+  SNP_CONFIG: 0xc9,
+  SNP_DOWNLOAD_FIRMWARE_EX: 0xca,
+  SNP_COMMIT: 0xcb,
+  // 0xCC is DLFW_CONTINUE, internal to the firmware (ASPFW: "NOT PUBLISHED")
+  SNP_VLEK_LOAD: 0xcd,
+  SNP_FEATURE_INFO: 0xce,
 } as const;
 export type SevCommandId = (typeof SevCommand)[keyof typeof SevCommand];
 
@@ -123,4 +155,28 @@ export function guestStateName(s: number): string {
 }
 export function platformStateName(s: number): string {
   return platformStateNames.get(s) ?? `UNKNOWN(${s})`;
+}
+
+/** SEV-SNP platform states (ASPFW sev_plat.h snp_state_t): SNP_INIT(_EX) moves UNINIT to INIT. */
+export const SnpPlatformState = { UNINIT: 0, INIT: 1 } as const;
+export type SnpPlatformStateCode = (typeof SnpPlatformState)[keyof typeof SnpPlatformState];
+
+/**
+ * SEV-SNP guest states (sev-reference §7.3; ASPFW sev_guest.h snp_guest_state_t): LAUNCH_START moves
+ * INIT to LAUNCH, LAUNCH_FINISH moves LAUNCH to RUNNING.
+ */
+export const SnpGuestState = { INIT: 0, LAUNCH: 1, RUNNING: 2 } as const;
+export type SnpGuestStateCode = (typeof SnpGuestState)[keyof typeof SnpGuestState];
+
+const snpGuestStateNames = new Map<number, string>(Object.entries(SnpGuestState).map(([k, v]) => [v, k]));
+const snpPlatformStateNames = new Map<number, string>(
+  Object.entries(SnpPlatformState).map(([k, v]) => [v, k]),
+);
+/** "RUNNING" for display; unknown values as "UNKNOWN(n)". */
+export function snpGuestStateName(s: number): string {
+  return snpGuestStateNames.get(s) ?? `UNKNOWN(${s})`;
+}
+/** "INIT" for display; unknown values as "UNKNOWN(n)". */
+export function snpPlatformStateName(s: number): string {
+  return snpPlatformStateNames.get(s) ?? `UNKNOWN(${s})`;
 }

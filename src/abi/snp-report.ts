@@ -138,6 +138,34 @@ export function decodeSnpReport(buf: Uint8Array): SnpReport {
   };
 }
 
+/**
+ * Encodes a report: the inverse of decodeSnpReport (omitted fields are zero, extra properties such as
+ * those of a decoded SnpReport are ignored, so `encodeSnpReport(decodeSnpReport(b))` equals `b`). The
+ * result is checked with decodeSnpReport, so a report the guest could not parse — unknown version, a
+ * reserved byte set — throws AbiDecodeError here, in the PSP, rather than in the guest.
+ */
+export function encodeSnpReport(fields: Partial<SnpReportFields>): Buffer {
+  const buf = SnpReportLayout.encode(fields);
+  decodeSnpReport(buf);
+  return buf;
+}
+
+/**
+ * The bytes the report signature covers, [0, 0x2A0) — from raw report bytes or a decoded report. Throws
+ * AbiDecodeError if raw bytes are not a whole report.
+ */
+export function snpReportSignedBytes(report: Uint8Array | SnpReport): Buffer {
+  const raw = report instanceof Uint8Array ? report : report.raw;
+  if (raw.length !== SNP_REPORT_SIZE)
+    throw new AbiDecodeError(
+      SnpReportLayout.name,
+      'report',
+      0,
+      `expected ${SNP_REPORT_SIZE} (0x4a0) bytes, got ${raw.length}`,
+    );
+  return Buffer.from(raw.subarray(0, SNP_REPORT_SIGNED_LENGTH));
+}
+
 /** The two TCB_VERSION byte layouts (sev-reference §7.8). */
 export type TcbLayout = 'milan-genoa' | 'turin';
 
