@@ -1253,6 +1253,20 @@ describe('property: random mailbox traffic', () => {
     SevCommand.RECEIVE_UPDATE_DATA,
     SevCommand.RECEIVE_UPDATE_VMSA,
     SevCommand.RECEIVE_FINISH,
+    SevCommand.SNP_INIT,
+    SevCommand.SNP_PLATFORM_STATUS,
+    SevCommand.SNP_DF_FLUSH,
+    SevCommand.SNP_GCTX_CREATE,
+    SevCommand.SNP_DECOMMISSION,
+    SevCommand.SNP_ACTIVATE,
+    SevCommand.SNP_GUEST_STATUS,
+    SevCommand.SNP_GUEST_REQUEST,
+    SevCommand.SNP_LAUNCH_START,
+    SevCommand.SNP_LAUNCH_UPDATE,
+    SevCommand.SNP_LAUNCH_FINISH,
+    SevCommand.SNP_PAGE_RECLAIM,
+    SevCommand.SNP_CONFIG,
+    SevCommand.SNP_COMMIT,
   ];
   const GUEST_SCAN = 24;
 

@@ -10,3 +10,4 @@ export {
   type Step,
 } from './kernel.js';
 export { OvmfFirmwareModel, DEFAULT_SECRET_GPA } from './firmware-model.js';
+export * from './snp-attestation-agent.js';

@@ -13,3 +13,4 @@ export {
   type PendingLaunch,
 } from './firmware-launch.js';
 export { migrateVm, exportPlatformCerts, type MigrationResult } from './migration.js';
+export * from './snp-launch.js';

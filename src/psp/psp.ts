@@ -79,6 +79,7 @@ import {
 } from '../soc/index.js';
 import { AsidTable } from './asid-table.js';
 import { GuestContext } from './guest-context.js';
+import { SNP_COMMANDS, SnpFirmware } from './snp-firmware.js';
 
 /** At most 1024 guests, handles 1..1024 (ASPFW sev_plat.h SEV_GUEST_COUNT_MAX). */
 export const MAX_GUESTS = 1024;
@@ -149,6 +150,8 @@ export class Psp implements Mailbox {
   readonly #nv: NvStorage | undefined;
   readonly #amdRoot: () => SimulatedAmdRoot;
   #identityCache: PlatformIdentity | undefined;
+  /** The SEV-SNP commands (their own state machine; ASIDs, keys and DF_FLUSH shared with SEV). */
+  readonly #snp: SnpFirmware;
 
   constructor(caps: PspCapabilities, opts: PspOptions) {
     this.#caps = caps;
@@ -164,6 +167,22 @@ export class Psp implements Mailbox {
     this.#asids = new AsidTable(opts.profile.maxSevAsid);
     // The host's SME key: generated inside the SoC at boot, never visible to software.
     caps.keySlots.install(KEY_HOST, this.#keyRng.generate(MEMORY_KEY_MATERIAL_BYTES));
+    this.#snp = new SnpFirmware({
+      caps,
+      profile: opts.profile,
+      asids: this.#asids,
+      keyRng: this.#keyRng,
+      nonceRng: this.#nonceRng,
+      chipSecret: this.#chipSecret,
+      legacyPlatformState: () => this.#platformState,
+      dfFlush: () => this.#dfFlush(),
+      validRange: (spa, length) => this.#validRange(spa, length),
+    });
+  }
+
+  /** SNP_PLATFORM_STATUS state (0 UNINIT, 1 INIT), for display. */
+  get snpPlatformState(): number {
+    return this.#snp.platformState;
   }
 
   /** PLATFORM_STATUS state, for display (the same value the command returns). */
@@ -185,6 +204,7 @@ export class Psp implements Mailbox {
   }
 
   #dispatch(command: number, bufferAddress: number): SevStatusCode {
+    if (SNP_COMMANDS.has(command)) return this.#dispatchSnp(command, bufferAddress);
     const size = COMMAND_BUFFER_SIZE[command];
     if (size === undefined) return SevStatus.INVALID_COMMAND;
     let buffer: Buffer = Buffer.alloc(0);
@@ -195,6 +215,21 @@ export class Psp implements Mailbox {
       buffer = this.#caps.dma.read(where.address, size, key);
     }
     const result = this.#handle(command, buffer);
+    if (result.output !== undefined) this.#caps.dma.write(where.address, result.output, key);
+    return result.status;
+  }
+
+  /** SNP commands: the same mailbox, the buffer sized by the command's layout. */
+  #dispatchSnp(command: number, bufferAddress: number): SevStatusCode {
+    const layout = SNP_COMMANDS.get(command);
+    let buffer: Buffer = Buffer.alloc(0);
+    const where = this.#paging.splitCBit(bufferAddress);
+    const key = where.encrypted ? KEY_HOST : KEY_NONE;
+    if (layout !== undefined) {
+      if (!this.#validRange(where.address, layout.size)) return SevStatus.INVALID_ADDRESS;
+      buffer = this.#caps.dma.read(where.address, layout.size, key);
+    }
+    const result = this.#snp.handle(command, buffer);
     if (result.output !== undefined) this.#caps.dma.write(where.address, result.output, key);
     return result.status;
   }

@@ -270,6 +270,7 @@ export class Core {
     let vmsaSpa = -1;
     let snp = false;
     let vmpl = 0;
+    let csBase = 0n;
     let state: {
       rax: bigint;
       rbx: bigint;
@@ -293,7 +294,9 @@ export class Core {
           return invalid(`VMSA page 0x${vmsaSpa.toString(16)} is not a VMSA of ASID ${asid} in the RMP`);
       }
       vmpl = vmsa.vmpl;
-      state = vmsa;
+      // The model keeps one linear RIP; the reset VMSA has CS.base 0xFFFF0000 and RIP 0xFFF0.
+      csBase = vmsa.csBase;
+      state = { ...vmsa, rip: BigInt.asUintN(64, vmsa.csBase + vmsa.rip) };
     }
 
     if (control.tlbControl === TLB_CONTROL_FLUSH_ASID || control.tlbControl === 1) this.#mmu.flushAsid(asid);
@@ -433,7 +436,7 @@ export class Core {
     };
     if (es) {
       const page = this.#cache.read(vmsaSpa, VMSA_SIZE, asid);
-      Vmsa.write(page, registers);
+      Vmsa.write(page, { ...registers, rip: BigInt.asUintN(64, registers.rip - csBase) });
       this.#cache.write(vmsaSpa, page, asid);
     } else {
       this.#cache.write(

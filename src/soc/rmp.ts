@@ -71,7 +71,7 @@ const HYPERVISOR_ENTRY: RmpEntry = Object.freeze({
   vmsa: false,
   validated: false,
   metadata: false,
-  vmplPerms: Object.freeze([0, 0, 0, 0]) as readonly [number, number, number, number],
+  vmplPerms: Object.freeze<[number, number, number, number]>([0, 0, 0, 0]),
 });
 
 /** Page states the firmware derives from the fields (ASPFW sev_rmp.c rmp_entry_get_state). */
@@ -213,6 +213,13 @@ export class Rmp {
 
   state(spa: number): RmpPageState {
     return rmpPageState(this.lookup(spa));
+  }
+
+  /** How many entries assign pages to `asid` (SNP_ACTIVATE refuses an ASID that still owns pages). */
+  assignedCount(asid: number): number {
+    let n = 0;
+    for (const e of this.#entries.values()) if (e.assigned && e.asid === asid) n++;
+    return n;
   }
 
   /** Assigned pages, for display: (spa, entry) in address order. */
@@ -477,6 +484,10 @@ export class RmpFirmwareAccess {
 
   state(spa: number): RmpPageState {
     return this.#rmp.state(spa);
+  }
+
+  assignedCount(asid: number): number {
+    return this.#rmp.assignedCount(asid);
   }
 
   /** Writes one 4K (or 2M) entry as the firmware does. */
