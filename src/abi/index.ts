@@ -27,3 +27,4 @@ export * from './snp-id-block.js';
 export * from './snp-cert-table.js';
 export * from './snp-guest-policy.js';
 export * from './ghcb.js';
+export * from './der-writer.js';

@@ -1,10 +1,12 @@
 // `sevsim owner verify-report`: the guest owner's check of a real SEV-SNP attestation report — its
-// signature under the VCEK/VLEK, the AMD chain, the certificate's extensions and the owner's policy.
+// signature under the VCEK/VLEK, the AMD chain, the certificate's extensions and the owner's policy. The
+// VCEK comes from a file (--cert) or from a Key Distribution Service (--kds: AMD's, or sevsim's simulated
+// one), fetched for the report's CHIP_ID and REPORTED_TCB as AMD's URL shapes ask.
 import type { SnpVerifyPolicy } from '../owner/index.js';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Command } from 'commander';
-import { AbiDecodeError } from '../abi/index.js';
+import { AbiDecodeError, certificatesFromPemOrDer, decodeSnpReport, productFromCpuid } from '../abi/index.js';
 import {
   type SnpRootSet,
   type SnpVerifyResult,
@@ -12,11 +14,21 @@ import {
   snpRootSetFromBundle,
   verifySnpReport,
 } from '../owner/index.js';
+import {
+  type SnpProduct,
+  SNP_PRODUCTS,
+  SNP_PRODUCT_NAMES,
+  kdsCertChainPath,
+  kdsVcekPath,
+  snpProduct,
+} from '../psp/index.js';
 import { EXIT_CHECK_FAILED as EXIT_FAILED, EXIT_INPUT, InputError, readInput } from './cli-input.js';
 
 interface VerifyReportOptions {
   report?: string;
   cert?: string;
+  kds?: string;
+  product?: string;
   roots?: string;
   ark?: string;
   ask?: string;
@@ -158,18 +170,154 @@ function reportRows(res: SnpVerifyResult): [string, string][] {
 const jsonReplacer = (_k: string, v: unknown): unknown =>
   typeof v === 'bigint' ? `0x${v.toString(16)}` : Buffer.isBuffer(v) ? v.toString('hex') : v;
 
-function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
+/** What --kds fetched: the VCEK (DER), the product's ASK and ARK (DER), and the URLs asked. */
+interface KdsFetched {
+  product: SnpProduct;
+  vcek: Buffer;
+  ask: Buffer;
+  ark: Buffer;
+  vcekUrl: string;
+  chainUrl: string;
+}
+
+/** How long to wait for a KDS answer (AMD's throttles; a hung connection should not hang the owner). */
+const KDS_TIMEOUT_MS = 30_000;
+
+async function kdsGet(url: string, what: string): Promise<{ status: number; body: Buffer }> {
+  let res: Response;
+  try {
+    res = await fetch(url, { signal: AbortSignal.timeout(KDS_TIMEOUT_MS) });
+  } catch (err) {
+    const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+    throw new InputError(
+      `cannot fetch the ${what} from ${url} (${err instanceof Error ? err.message : String(err)}${cause})`,
+    );
+  }
+  return { status: res.status, body: Buffer.from(await res.arrayBuffer()) };
+}
+
+/** The first line of an error body, printable and short (a KDS answers e.g. "404 - Not Found"). */
+function firstLine(body: Buffer): string {
+  const line = body.toString('utf8').split('\n')[0] ?? '';
+  // eslint-disable-next-line no-control-regex
+  return line.replace(/[\x00-\x1f\x7f]/g, '?').slice(0, 200);
+}
+
+/**
+ * Fetches the VCEK for the report's CHIP_ID and REPORTED_TCB, and the product's cert_chain, from a KDS at
+ * `base` (e.g. https://kdsintf.amd.com, or the URL `sevsim kds` prints). The product comes from
+ * --product, else the report's CPUID (v3+), else it is tried: Turin if CHIP_ID holds only an 8-byte hwID,
+ * else Milan then Genoa.
+ */
+async function fetchFromKds(
+  base: string,
+  reportBytes: Buffer,
+  product: string | undefined,
+): Promise<KdsFetched> {
+  let root: URL;
+  try {
+    root = new URL(base);
+  } catch {
+    throw new InputError(
+      `--kds ${base} is not a URL (e.g. https://kdsintf.amd.com or http://127.0.0.1:PORT)`,
+    );
+  }
+  if (root.protocol !== 'https:' && root.protocol !== 'http:')
+    throw new InputError(`--kds ${base}: only http and https URLs are supported`);
+  const prefix = root.href.replace(/\/+$/, '');
+  const report = decodeSnpReport(reportBytes);
+  if (report.signingKey === 'VLEK')
+    throw new InputError(
+      'the report is signed by a VLEK: VLEK certificates come from the cloud provider, not the KDS (use --cert)',
+    );
+  if (report.signingKey !== 'VCEK')
+    throw new InputError(`the report is not signed by a VCEK (SIGNING_KEY ${report.signingKey})`);
+  if (report.chipId.every((b) => b === 0))
+    throw new InputError(
+      'the report’s CHIP_ID is zero (MASK_CHIP_ID): a KDS cannot find the chip; use --cert',
+    );
+  let candidates: SnpProduct[];
+  if (product !== undefined) {
+    try {
+      candidates = [snpProduct(product).product];
+    } catch (err) {
+      throw new InputError(`--product: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  } else {
+    const fromCpuid = report.cpuid && productFromCpuid(report.cpuid.family, report.cpuid.model);
+    if (fromCpuid !== undefined) candidates = [snpProduct(fromCpuid).product];
+    else if (report.chipId.subarray(SNP_PRODUCTS.turin.hwIdBytes).every((b) => b === 0))
+      candidates = ['turin'];
+    else candidates = SNP_PRODUCT_NAMES.filter((p) => SNP_PRODUCTS[p].hwIdBytes === 64);
+  }
+  const failures: string[] = [];
+  for (const p of candidates) {
+    const info = SNP_PRODUCTS[p];
+    let path: string;
+    try {
+      path = kdsVcekPath(p, report.chipId.subarray(0, info.hwIdBytes), report.reportedTcb);
+    } catch (err) {
+      throw new InputError(
+        `REPORTED_TCB cannot be asked of a KDS: ${err instanceof Error ? err.message : String(err)}`,
+      );
+    }
+    const vcekUrl = prefix + path;
+    const vcek = await kdsGet(vcekUrl, `${info.kdsName} VCEK`);
+    if (vcek.status !== 200) {
+      failures.push(`${vcekUrl} answered ${vcek.status} (${firstLine(vcek.body)})`);
+      continue;
+    }
+    const chainUrl = prefix + kdsCertChainPath(p);
+    const chain = await kdsGet(chainUrl, `${info.kdsName} certificate chain`);
+    if (chain.status !== 200)
+      throw new InputError(`${chainUrl} answered ${chain.status} (${firstLine(chain.body)})`);
+    let certs: Buffer[];
+    try {
+      certs = certificatesFromPemOrDer(chain.body);
+    } catch (err) {
+      throw new InputError(
+        `${chainUrl} did not answer PEM certificates (${err instanceof Error ? err.message : String(err)})`,
+      );
+    }
+    const [ask, ark] = certs;
+    if (ask === undefined || ark === undefined || certs.length !== 2)
+      throw new InputError(
+        `${chainUrl} answered ${certs.length} certificates; a cert_chain holds the ASK then the ARK`,
+      );
+    return { product: p, vcek: vcek.body, ask, ark, vcekUrl, chainUrl };
+  }
+  throw new InputError(`no VCEK for this report at ${prefix}: ${failures.join('; ')}`);
+}
+
+function runVerifyReport(opts: VerifyReportOptions, cmd: Command, fetched?: KdsFetched): void {
   const config = cmd.configureOutput();
   const write = (s: string): void => {
     if (config.writeOut) config.writeOut(s);
     else process.stdout.write(s);
   };
   if (opts.report === undefined) throw new InputError('--report FILE is required');
-  if (opts.cert === undefined) throw new InputError('--cert FILE (the VCEK or VLEK) is required');
-  const roots = loadRoots(opts);
+  const pinned = opts.roots !== undefined || opts.ark !== undefined || opts.ask !== undefined;
+  let roots: SnpRootSet[];
+  let certificate: Buffer;
+  let source: string;
+  if (fetched !== undefined) {
+    // Pinned roots (--roots, --ark/--ask) stay the trust anchor and the KDS supplies only the VCEK; without
+    // them the KDS's own chain is trusted — fine for the simulated KDS, whose root is the point; against
+    // AMD's KDS, pin AMD's roots.
+    roots = pinned
+      ? loadRoots(opts)
+      : [{ name: `KDS ${fetched.chainUrl}`, ark: fetched.ark, ask: fetched.ask }];
+    certificate = fetched.vcek;
+    source = `${fetched.vcekUrl}; roots ${pinned ? 'pinned' : `from ${fetched.chainUrl} (not pinned)`}`;
+  } else {
+    if (opts.cert === undefined)
+      throw new InputError('--cert FILE (the VCEK or VLEK) or --kds URL is required');
+    roots = loadRoots(opts);
+    certificate = readInput(opts.cert, 'certificate');
+    source = opts.cert;
+  }
   const asOf = parseAsOf(opts.asOf);
   const report = readInput(opts.report, 'report');
-  const certificate = readInput(opts.cert, 'certificate');
   let res: SnpVerifyResult;
   try {
     res = verifySnpReport({
@@ -200,6 +348,9 @@ function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
           leaf: res.leaf,
           extensions: res.extensions,
           roots: res.roots ?? null,
+          ...(fetched !== undefined
+            ? { kds: { vcek: fetched.vcekUrl, certChain: fetched.chainUrl, pinnedRoots: pinned } }
+            : {}),
           checks: res.checks,
           failed: res.failed,
         },
@@ -214,7 +365,7 @@ function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
     const lines = [
       `SEV-SNP attestation report ${opts.report} (${res.product ?? 'unknown product'}, TCB layout ${res.tcbLayout})`,
       ...rows.map(([k, v]) => `  ${k.padEnd(width)}  ${v}`),
-      `Signed by ${res.leaf.subject} (${opts.cert}), issued by ${res.leaf.issuer}, valid ${res.leaf.validFrom} – ${res.leaf.validTo}`,
+      `Signed by ${res.leaf.subject} (${source}), issued by ${res.leaf.issuer}, valid ${res.leaf.validFrom} – ${res.leaf.validTo}`,
       ...res.checks.map((c) => `  ${c.ok ? 'PASS' : 'FAIL'}  ${c.name.padEnd(checkWidth)}  ${c.detail}`),
       res.ok
         ? `The report verifies: all ${res.checks.length} checks pass.`
@@ -233,8 +384,9 @@ function runVerifyReport(opts: VerifyReportOptions, cmd: Command): void {
 }
 
 /**
- * Adds `verify-report --report R --cert C [--roots DIR | --ark F --ask F] [--allow-debug] [--as-of DATE]
- * [--json]` to the `owner` command. Exit status: 0 verified, 1 a check failed, 2 bad input.
+ * Adds `verify-report --report R (--cert C | --kds URL [--product P]) [--roots DIR | --ark F --ask F]
+ * [--allow-debug] [--as-of DATE] [--json]` to the `owner` command. Exit status: 0 verified, 1 a check
+ * failed, 2 bad input (including a KDS that cannot be reached or has no VCEK for the report).
  */
 export function addVerifyReportCommand(owner: Command): void {
   owner
@@ -247,6 +399,16 @@ export function addVerifyReportCommand(owner: Command): void {
     )
     .option('--report <file>', 'the attestation report (0x4A0 bytes)')
     .option('--cert <file>', 'the VCEK or VLEK (DER or PEM; a PEM chain with VCEK first is accepted)')
+    .option(
+      '--kds <url>',
+      'instead of --cert: fetch the VCEK for the report’s CHIP_ID and REPORTED_TCB, and the cert_chain, from ' +
+        'this Key Distribution Service (https://kdsintf.amd.com, or the URL `sevsim kds` prints); without ' +
+        '--roots/--ark the KDS’s own ARK is trusted',
+    )
+    .option(
+      '--product <name>',
+      'with --kds: Milan, Genoa or Turin (default: from the report’s CPUID, else tried)',
+    )
     .option(
       '--roots <dir>',
       'one folder per generation (milan/, genoa/, turin/) with ark.pem, ask.pem, ask_ark_asvk.pem',
@@ -270,15 +432,32 @@ export function addVerifyReportCommand(owner: Command): void {
       'after',
       '\nExamples:\n' +
         '  sevsim owner verify-report --report report.bin --cert vcek.der --roots amd-roots/\n' +
-        '  sevsim owner verify-report --report r.bin --cert vlek.der --roots amd-roots/ --as-of 2025-06-01',
+        '  sevsim owner verify-report --report r.bin --cert vlek.der --roots amd-roots/ --as-of 2025-06-01\n' +
+        '  sevsim owner verify-report --report report.bin --kds https://kdsintf.amd.com --roots amd-roots/\n' +
+        '  sevsim owner verify-report --report report.bin --kds http://127.0.0.1:8080    (a `sevsim kds`)',
     )
     .action((opts: VerifyReportOptions, cmd: Command) => {
-      try {
-        runVerifyReport(opts, cmd);
-      } catch (err) {
+      const fail = (err: unknown): never => {
         if (err instanceof InputError || err instanceof AbiDecodeError || err instanceof SnpVerifyInputError)
           cmd.error(`error: ${err.message}`, { exitCode: EXIT_INPUT, code: 'sevsim.input' });
         throw err;
+      };
+      // Only --kds needs the network, hence a promise; the file-based check stays synchronous, so callers
+      // that parse with Command.parse() keep working.
+      if (opts.kds !== undefined) return verifyWithKds(opts, cmd).catch(fail);
+      try {
+        runVerifyReport(opts, cmd);
+      } catch (err) {
+        fail(err);
       }
+      return undefined;
     });
+}
+
+async function verifyWithKds(opts: VerifyReportOptions, cmd: Command): Promise<void> {
+  if (opts.kds === undefined) return;
+  if (opts.cert !== undefined) throw new InputError('give either --cert FILE or --kds URL, not both');
+  if (opts.report === undefined) throw new InputError('--report FILE is required');
+  const fetched = await fetchFromKds(opts.kds, readInput(opts.report, 'report'), opts.product);
+  runVerifyReport(opts, cmd, fetched);
 }

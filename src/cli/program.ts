@@ -9,6 +9,7 @@ import { addMeasureCommand } from './owner-measure.js';
 import { addVerifyChainCommand } from './owner-verify-chain.js';
 import { addVerifyReportCommand } from './owner-verify-report.js';
 import { addLaunchCommand } from './launch-command.js';
+import { addKdsCommand } from './kds-command.js';
 import {
   addSecretCommand,
   addSessionCommand,
@@ -109,5 +110,6 @@ export function buildProgram(): Command {
   addVerifyAttestationCommand(owner);
   addVerifyReportCommand(owner);
   addLaunchCommand(program);
+  addKdsCommand(program);
   return program;
 }

@@ -8,23 +8,44 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Drbg } from '../crypto/index.js';
 
-const SECRET_BYTES = 32;
+/** Bytes of the chip secret. */
+export const CHIP_SECRET_BYTES = 32;
 
+/** The fuses file of a state directory. */
+const FUSES_FILE = 'fuses.bin';
+
+/**
+ * The chip secret: from the seed if given; else the state directory's `fuses.bin`, fused (created) on
+ * first use; else fresh random bytes for an in-memory platform.
+ */
 export function chipSecret(
   seed: string | number | bigint | undefined,
   stateDirectory: string | undefined,
 ): Buffer {
-  if (seed !== undefined) return Drbg.fromSeed(seed, 'chip-secret').generate(SECRET_BYTES);
-  if (stateDirectory === undefined) return randomBytes(SECRET_BYTES);
-  const file = join(stateDirectory, 'fuses.bin');
+  if (seed !== undefined) return Drbg.fromSeed(seed, 'chip-secret').generate(CHIP_SECRET_BYTES);
+  if (stateDirectory === undefined) return randomBytes(CHIP_SECRET_BYTES);
+  const file = join(stateDirectory, FUSES_FILE);
   try {
     const fused = readFileSync(file);
-    if (fused.length === SECRET_BYTES) return fused;
+    if (fused.length === CHIP_SECRET_BYTES) return fused;
   } catch {
     /* a new chip */
   }
   mkdirSync(stateDirectory, { recursive: true, mode: 0o700 });
-  const fresh = randomBytes(SECRET_BYTES);
+  const fresh = randomBytes(CHIP_SECRET_BYTES);
   writeFileSync(file, fresh, { mode: 0o600, flag: 'wx' });
   return fresh;
+}
+
+/**
+ * The chip secret already fused into a state directory, or undefined if it holds no chip — read only,
+ * for AMD's side (the simulated KDS registering a chip it "manufactured"), which must never fuse one.
+ */
+export function fusedChipSecret(stateDirectory: string): Buffer | undefined {
+  try {
+    const fused = readFileSync(join(stateDirectory, FUSES_FILE));
+    return fused.length === CHIP_SECRET_BYTES ? fused : undefined;
+  } catch {
+    return undefined;
+  }
 }

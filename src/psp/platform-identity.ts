@@ -28,6 +28,7 @@ import {
   sevKdf,
 } from '../crypto/index.js';
 import type { SimulatedAmdRoot } from './simulated-amd-root.js';
+import { chipIdFromSecret } from './vcek.js';
 
 /** Bytes of randomness per P-384 key (FIPS 186-4 B.4.1: 384 + 64 bits, as the firmware draws). */
 const KEY_SEED_BYTES = 56;
@@ -136,7 +137,7 @@ export class PlatformIdentity {
 
   /** GET_ID: 64 bytes identifying the chip, from the chip secret. */
   static #chipIdFor(chipSecret: Uint8Array): Buffer {
-    return sevKdf(chipSecret, 64, 'sevsim-chip-id');
+    return chipIdFromSecret(chipSecret);
   }
 
   static #ownerKeys(rng: Drbg, cek: KeyObject, fw: FirmwareVersion): OwnerKeys {
