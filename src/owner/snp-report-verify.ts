@@ -139,6 +139,7 @@ interface ChainOutcome {
 /** Finds the root set whose ASK/ASVK issued the leaf and checks ARK (self-signed) → signer → leaf. */
 function checkChain(leaf: X509Certificate, extra: X509Certificate[], roots: SnpRootSet[]): ChainOutcome {
   const attempts: string[] = [];
+  let unsigned: string | undefined;
   for (const set of roots) {
     const ark = parseOne(set.ark, `${set.name} ARK`);
     const signers = [set.ask, set.asvk]
@@ -146,12 +147,11 @@ function checkChain(leaf: X509Certificate, extra: X509Certificate[], roots: SnpR
       .map((c, i) => parseOne(c, `${set.name} ${i === 0 && set.ask !== undefined ? 'ASK' : 'ASVK'}`));
     // An intermediate shipped with the leaf (a PEM chain) is usable only if the trusted ARK signed it.
     signers.push(...extra.filter((c) => !c.checkIssued(c)));
-    const signer = signers.find((s) => verifiesUnder(leaf, s));
-    if (signer === undefined) {
+    const candidates = signers.filter((s) => verifiesUnder(leaf, s));
+    if (candidates.length === 0) {
       attempts.push(set.name);
       continue;
     }
-    const names = `${cn(ark.subject)} → ${cn(signer.subject)} → ${cn(leaf.subject)}`;
     if (!verifiesUnder(ark, ark))
       return {
         ok: false,
@@ -159,15 +159,17 @@ function checkChain(leaf: X509Certificate, extra: X509Certificate[], roots: SnpR
         roots: set.name,
         certs: [],
       };
-    if (!verifiesUnder(signer, ark))
-      return {
-        ok: false,
-        detail: `${set.name}: ${cn(signer.subject)} is not signed by ${cn(ark.subject)}`,
-        roots: set.name,
-        certs: [],
-      };
+    const signer = candidates.find((c) => verifiesUnder(c, ark));
+    if (signer === undefined) {
+      // A shipped intermediate of another generation: try the next root set before failing.
+      unsigned ??= `${set.name}: ${cn((candidates[0] as X509Certificate).subject)} is not signed by ${cn(ark.subject)}`;
+      attempts.push(set.name);
+      continue;
+    }
+    const names = `${cn(ark.subject)} → ${cn(signer.subject)} → ${cn(leaf.subject)}`;
     return { ok: true, detail: `${names} (${set.name} roots)`, roots: set.name, certs: [ark, signer, leaf] };
   }
+  if (unsigned !== undefined) return { ok: false, detail: unsigned, certs: [] };
   return {
     ok: false,
     detail: `no ASK/ASVK in ${attempts.join(', ') || 'the given roots'} signs ${cn(leaf.subject)}`,
