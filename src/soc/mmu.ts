@@ -87,8 +87,10 @@ interface TlbEntry {
   gpaPage: number;
   /** Whether the leaf was private (C=1). */
   private: boolean;
-  /** RMP_OK bits of the access kinds already checked against the RMP. */
+  /** RMP_OK bits of the access kinds already checked against the RMP... */
   rmpChecked: number;
+  /** ...for this VMPL (vCPUs of one ASID at different VMPLs share the ASID's TLB entries). */
+  rmpVmpl: number;
 }
 
 /** Distinct key for one (ASID, page) pair: ASIDs < 2^11, VAs < 2^48. */
@@ -162,6 +164,11 @@ export class Mmu {
       this.#tlb.set(tag, entry);
     } else {
       this.stats.tlbHits++;
+    }
+    const vmpl = state.vmpl ?? 0;
+    if (entry.rmpVmpl !== vmpl) {
+      entry.rmpVmpl = vmpl;
+      entry.rmpChecked = 0;
     }
     if ((entry.rmpChecked & RMP_OK[access]) === 0) {
       const v = this.#rmpCheck(
@@ -282,7 +289,7 @@ export class Mmu {
       return {
         kind: '#NPF',
         gpa,
-        exitInfo1: NPF_FINAL_GPA | PF_PRESENT | PF_WRITE | PF_USER,
+        exitInfo1: NPF_FINAL_GPA + (PF_PRESENT | PF_WRITE | PF_USER),
         reason: 'nested page is read-only',
       };
     }
@@ -302,6 +309,7 @@ export class Mmu {
         gpaPage: Math.floor(gpa / PAGE_SIZE),
         private: cBit,
         rmpChecked: checkFinalRmp ? RMP_OK[access] : 0,
+        rmpVmpl: state.vmpl ?? 0,
       },
     };
   }
@@ -328,11 +336,8 @@ export class Mmu {
     if (v === undefined) return undefined;
     if (v.kind === '#VC') return { kind: '#VC', va, errorCode: VC_NPF_ERROR_CODE, reason: v.reason };
     const code =
-      (tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA) |
-      PF_PRESENT |
-      PF_USER |
-      (access === 'write' ? PF_WRITE : 0) |
-      (access === 'fetch' ? PF_FETCH : 0);
+      (tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA) +
+      (PF_PRESENT | PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0));
     return { kind: '#NPF', gpa, exitInfo1: code + v.exitInfoBits, reason: v.reason };
   }
 
@@ -344,9 +349,12 @@ export class Mmu {
     tableAccess: boolean,
   ): { kind: 'ok'; spa: number; sharedKey: KeyId; writable: boolean; executable: boolean } | NestedPageFault {
     const where = tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA;
-    const code = where | PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
+    // EXITINFO1 bits 32+ do not survive JavaScript's 32-bit `|`: the low error-code bits are or-ed,
+    // the high ones added.
+    const low = PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0);
+    const code = where + low;
     if (gpa >= this.format.addressLimit)
-      return { kind: '#NPF', gpa, exitInfo1: code | PF_RSVD, reason: 'GPA beyond MAXPHYADDR' };
+      return { kind: '#NPF', gpa, exitInfo1: where + (low | PF_RSVD), reason: 'GPA beyond MAXPHYADDR' };
     let { address: table, encrypted } = this.format.splitCBit(state.nestedCr3);
     const idx = tableIndices(gpa);
     let writable = true;
@@ -361,7 +369,7 @@ export class Mmu {
         return {
           kind: '#NPF',
           gpa,
-          exitInfo1: code | PF_PRESENT | PF_RSVD,
+          exitInfo1: where + (low | PF_PRESENT | PF_RSVD),
           reason: `nested level-${4 - level} entry has reserved bits set`,
         };
       }

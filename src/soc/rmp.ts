@@ -409,19 +409,19 @@ export class Rmp {
     if (!e.assigned || e.asid !== guest.asid)
       return {
         kind: '#NPF',
-        exitInfoBits: NPF_RMP | NPF_ENC,
+        exitInfoBits: NPF_RMP + NPF_ENC,
         reason: `RMP: private access to ${where}, a page not assigned to ASID ${guest.asid}`,
       };
     if (e.gpa !== pageGpa)
       return {
         kind: '#NPF',
-        exitInfoBits: NPF_RMP | NPF_ENC,
+        exitInfoBits: NPF_RMP + NPF_ENC,
         reason: `RMP: ${where} is assigned to this guest at GPA 0x${e.gpa.toString(16)}, not here (remapped)`,
       };
     if (e.immutable)
       return {
         kind: '#NPF',
-        exitInfoBits: NPF_RMP | NPF_ENC,
+        exitInfoBits: NPF_RMP + NPF_ENC,
         reason: `RMP: ${where} is still being set up by the firmware (${rmpPageState(e)})`,
       };
     if (!e.validated) return { kind: '#VC', exitInfoBits: 0, reason: `page not validated: ${where}` };
@@ -431,7 +431,7 @@ export class Rmp {
     if ((perms & need) === 0)
       return {
         kind: '#NPF',
-        exitInfoBits: NPF_RMP | NPF_ENC | NPF_VMPL,
+        exitInfoBits: NPF_RMP + NPF_ENC + NPF_VMPL,
         reason: `RMP: VMPL${guest.vmpl} may not ${access} ${where}`,
       };
     return undefined;
