@@ -1025,23 +1025,20 @@ describe('VMRUN of an SNP vCPU checks its VMSA page in the RMP', () => {
   // a host can point an SEV-ES VMCB of the guest's ASID at one of its private pages whose decrypted
   // SEV_FEATURES lacks SNPActive, run it without RMP checks, and have #VMEXIT write the registers
   // into that page. (Reported.)
-  it.fails(
-    'an SEV-ES VMCB whose VMSA pointer names an RMP-assigned page is refused (APM Table 15-41)',
-    () => {
-      const m = new Machine({ seed: 'es-vmsa-assigned' });
-      const zeros = Buffer.alloc(PAGE_SIZE); // decrypts to SEV_FEATURES = 0: "not SNP"
-      m.writePrivate(GPA.data3, zeros);
-      m.assign(GPA.data3);
-      m.guest.add(function* () {
-        yield { op: 'hlt' };
-      });
-      const vmcb = m.hv.frames.allocate();
-      m.writeVmcb(vmcb, GPA.data3);
-      m.soc.attachGuestSoftware(m.soc.paging.withCBit(vmcb), m.guest);
-      m.vmcbs.push(vmcb);
-      const exit = m.run();
-      expect(m.readPrivate(GPA.data3, PAGE_SIZE).equals(zeros)).toBe(true);
-      expect(exit.code).toBe(VMEXIT_INVALID);
-    },
-  );
+  it('an SEV-ES VMCB whose VMSA pointer names an RMP-assigned page is refused (APM Table 15-41)', () => {
+    const m = new Machine({ seed: 'es-vmsa-assigned' });
+    const zeros = Buffer.alloc(PAGE_SIZE); // decrypts to SEV_FEATURES = 0: "not SNP"
+    m.writePrivate(GPA.data3, zeros);
+    m.assign(GPA.data3);
+    m.guest.add(function* () {
+      yield { op: 'hlt' };
+    });
+    const vmcb = m.hv.frames.allocate();
+    m.writeVmcb(vmcb, GPA.data3);
+    m.soc.attachGuestSoftware(m.soc.paging.withCBit(vmcb), m.guest);
+    m.vmcbs.push(vmcb);
+    const exit = m.run();
+    expect(m.readPrivate(GPA.data3, PAGE_SIZE).equals(zeros)).toBe(true);
+    expect(exit.code).toBe(VMEXIT_INVALID);
+  });
 });

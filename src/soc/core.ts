@@ -287,6 +287,10 @@ export class Core {
       if (vmsaSpa % PAGE_SIZE !== 0) return invalid('VMSA pointer is not page aligned');
       const vmsa = Vmsa.decode(this.#cache.read(vmsaSpa, VMSA_SIZE, asid));
       snp = (vmsa.sevFeatures & BigInt(SevFeature.SNP_ACTIVE)) !== 0n;
+      // Without SNP the VMSA must be the hypervisor's page (APM Table 15-41): otherwise a host could
+      // run a vCPU from a guest's private page that merely decrypts to "not SNP", unchecked.
+      if (!snp && this.#rmp.enabled && this.#rmp.lookup(vmsaSpa).assigned)
+        return invalid(`VMSA page 0x${vmsaSpa.toString(16)} of a non-SNP vCPU is assigned in the RMP`);
       if (snp) {
         if (!this.#rmp.enabled) return invalid('SNP guest on a host without an initialised RMP');
         const e = this.#rmp.lookup(vmsaSpa);
