@@ -5,6 +5,7 @@
 // KVM's GPA; then a run loop that forwards the guest's attestation requests (VMGEXIT through its
 // GHCB) to the PSP through firmware-owned bounce pages, as KVM does.
 import {
+  type Decoded,
   GHCB_PROTOCOL_VERSION,
   Ghcb,
   GhcbExit,
@@ -34,7 +35,7 @@ import {
   snpLaunchLayout,
   SNP_LAUNCH_FINISH_FLAG,
 } from '../abi/index.js';
-import { PAGE_SIZE, type GuestSoftware, type VmExit } from '../soc/index.js';
+import { PAGE_SIZE, type GuestSoftware, type RmpUpdateState, type VmExit } from '../soc/index.js';
 import { firmwareBase } from './firmware-launch.js';
 import type { Hypervisor, Vm } from './hypervisor.js';
 
@@ -63,11 +64,7 @@ export class RmpUpdateError extends Error {
   }
 }
 
-function rmpupdateOrThrow(
-  hv: Hypervisor,
-  spa: number,
-  state: Parameters<Hypervisor['soc']['rmpupdate']>[1],
-): void {
+function rmpupdateOrThrow(hv: Hypervisor, spa: number, state: RmpUpdateState): void {
   const code = hv.soc.rmpupdate(spa, state);
   if (code !== 0) throw new RmpUpdateError(spa, code);
 }
@@ -204,7 +201,7 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
       }
     }
   }
-  const finish: Parameters<typeof d.call<typeof SnpLaunchFinishBuffer.fields>>[2] = {
+  const finish: Partial<Decoded<typeof SnpLaunchFinishBuffer.fields>> = {
     gctxPaddr: BigInt(gctx),
     hostData: config.hostData ?? Buffer.alloc(32),
   };

@@ -204,8 +204,9 @@ export class Psp implements Mailbox {
   }
 
   #dispatch(command: number, bufferAddress: number): SevStatusCode {
-    if (SNP_COMMANDS.has(command)) return this.#dispatchSnp(command, bufferAddress);
-    const size = COMMAND_BUFFER_SIZE[command];
+    // SNP commands size their buffers by layout (none for SNP_INIT/DF_FLUSH); legacy ones by table.
+    const snp = SNP_COMMANDS.has(command);
+    const size = snp ? (SNP_COMMANDS.get(command)?.size ?? 0) : COMMAND_BUFFER_SIZE[command];
     if (size === undefined) return SevStatus.INVALID_COMMAND;
     let buffer: Buffer = Buffer.alloc(0);
     const where = this.#paging.splitCBit(bufferAddress);
@@ -214,22 +215,7 @@ export class Psp implements Mailbox {
       if (!this.#validRange(where.address, size)) return SevStatus.INVALID_ADDRESS;
       buffer = this.#caps.dma.read(where.address, size, key);
     }
-    const result = this.#handle(command, buffer);
-    if (result.output !== undefined) this.#caps.dma.write(where.address, result.output, key);
-    return result.status;
-  }
-
-  /** SNP commands: the same mailbox, the buffer sized by the command's layout. */
-  #dispatchSnp(command: number, bufferAddress: number): SevStatusCode {
-    const layout = SNP_COMMANDS.get(command);
-    let buffer: Buffer = Buffer.alloc(0);
-    const where = this.#paging.splitCBit(bufferAddress);
-    const key = where.encrypted ? KEY_HOST : KEY_NONE;
-    if (layout !== undefined) {
-      if (!this.#validRange(where.address, layout.size)) return SevStatus.INVALID_ADDRESS;
-      buffer = this.#caps.dma.read(where.address, layout.size, key);
-    }
-    const result = this.#snp.handle(command, buffer);
+    const result = snp ? this.#snp.handle(command, buffer) : this.#handle(command, buffer);
     if (result.output !== undefined) this.#caps.dma.write(where.address, result.output, key);
     return result.status;
   }

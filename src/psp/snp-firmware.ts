@@ -4,12 +4,12 @@
 // RMP with a chained SHA-384 digest (LAUNCH_UPDATE), finished with an optional ID block, and talks to
 // the firmware through AES-256-GCM messages under its VMPCKs (GUEST_REQUEST): attestation reports
 // signed with the VCEK of the reported TCB, and derived keys.
-import { createHash } from 'node:crypto';
 import {
   SevCommand,
   SevStatus,
   type SevStatusCode,
   SnpGuestState,
+  SnpPlatformState,
   SnpActivateBuffer,
   SnpCommitBuffer,
   SnpConfigBuffer,
@@ -31,6 +31,8 @@ import {
   SNP_PLATFORM_STATUS_RMP_INITIALIZED,
   SNP_SIG_ALGO_ECDSA_P384_SHA384,
   SnpKeySel,
+  SNP_ID_AUTH_SIZE,
+  SNP_ID_BLOCK_SIZE,
   SnpMsgType,
   SnpPageType,
   type ReservedCheckedLayout,
@@ -75,15 +77,12 @@ import type { AsidTable } from './asid-table.js';
 import {
   type SnpProduct,
   chipIdFromSecret,
-  hashStickSeed,
   snpReportChipId,
   tcbComponents,
   tcbSpls,
+  vcekHashStick,
   vcekSignReport,
 } from './vcek.js';
-
-/** SNP platform states (ASPFW sev_plat.h SNP_STATE_*). */
-export const SnpPlatformState = { UNINIT: 0, INIT: 1 } as const;
 
 /** The SNP firmware's TCB for each product: the SPLs a real part of that generation reported. */
 const PRODUCT_TCB: Readonly<Record<SnpProduct, bigint>> = {
@@ -239,7 +238,6 @@ export class SnpFirmware {
       case SevCommand.SNP_PLATFORM_STATUS:
         return this.#platformStatus(buf);
       case SevCommand.SNP_DF_FLUSH:
-        if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
         return this.#ctx.dfFlush();
       case SevCommand.SNP_GCTX_CREATE:
         return this.#gctxCreate(buf);
@@ -262,7 +260,6 @@ export class SnpFirmware {
       case SevCommand.SNP_CONFIG:
         return this.#config(buf);
       case SevCommand.SNP_COMMIT:
-        if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
         this.#committedTcb = this.#currentTcb;
         return ok();
       default:
@@ -274,9 +271,14 @@ export class SnpFirmware {
 
   /** A page address from a command buffer (bits 11:0 already checked reserved). */
   #page(raw: bigint): number | undefined {
+    return this.#range(raw, PAGE_SIZE);
+  }
+
+  /** `length` bytes at a command buffer's address (any alignment), if the firmware may touch them. */
+  #range(raw: bigint, length: number): number | undefined {
     if (raw >= 1n << 52n) return undefined;
     const spa = Number(raw);
-    return this.#ctx.validRange(spa, PAGE_SIZE) ? spa : undefined;
+    return this.#ctx.validRange(spa, length) ? spa : undefined;
   }
 
   #rmpState(spa: number): string {
@@ -322,8 +324,8 @@ export class SnpFirmware {
     const cmd = SnpPlatformStatusBuffer.decode(buf);
     if (cmd.statusPaddr % BigInt(PAGE_SIZE) > BigInt(PAGE_SIZE - SnpPlatformStatus.size))
       return fail(SevStatus.INVALID_PARAM);
-    const spa = cmd.statusPaddr < 1n << 52n ? Number(cmd.statusPaddr) : -1;
-    if (spa < 0 || !this.#ctx.validRange(spa, SnpPlatformStatus.size)) return fail(SevStatus.INVALID_ADDRESS);
+    const spa = this.#range(cmd.statusPaddr, SnpPlatformStatus.size);
+    if (spa === undefined) return fail(SevStatus.INVALID_ADDRESS);
     if (this.#state !== SnpPlatformState.UNINIT) {
       const state = this.#rmpState(spa);
       if (state !== 'FIRMWARE' && state !== 'HYPERVISOR') return fail(SevStatus.INVALID_PAGE_STATE);
@@ -347,7 +349,6 @@ export class SnpFirmware {
   }
 
   #config(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpConfigBuffer.decode(buf);
     // A reported TCB above the running one would name a VCEK this firmware cannot derive.
     if (cmd.reportedTcb !== 0n && !this.#tcbAtMost(cmd.reportedTcb, this.#currentTcb))
@@ -374,7 +375,6 @@ export class SnpFirmware {
   // ---- guest lifecycle --------------------------------------------------------------------------
 
   #gctxCreate(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const spa = this.#page(SnpGctxBuffer.decode(buf).gctxPaddr);
     if (spa === undefined) return fail(SevStatus.INVALID_ADDRESS);
     // The host hands the page over in FIRMWARE state (RMPUPDATE assigned, immutable, ASID 0).
@@ -386,7 +386,6 @@ export class SnpFirmware {
   }
 
   #launchStart(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpLaunchStartBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -414,7 +413,6 @@ export class SnpFirmware {
   }
 
   #activate(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpActivateBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -436,7 +434,6 @@ export class SnpFirmware {
   }
 
   #decommission(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpGctxBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -454,12 +451,11 @@ export class SnpFirmware {
   }
 
   #guestStatus(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpGuestStatusBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
-    const spa = cmd.statusPaddr < 1n << 52n ? Number(cmd.statusPaddr) : -1;
-    if (spa < 0 || !this.#ctx.validRange(spa, SnpGuestStatus.size)) return fail(SevStatus.INVALID_ADDRESS);
+    const spa = this.#range(cmd.statusPaddr, SnpGuestStatus.size);
+    if (spa === undefined) return fail(SevStatus.INVALID_ADDRESS);
     const state = this.#rmpState(spa);
     if (state !== 'FIRMWARE' && state !== 'HYPERVISOR') return fail(SevStatus.INVALID_PAGE_STATE);
     this.#ctx.caps.dma.write(
@@ -476,7 +472,6 @@ export class SnpFirmware {
   }
 
   #pageReclaim(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpPageReclaimBuffer.decode(buf);
     const large = (cmd.paddr & SNP_PAGE_RECLAIM_SIZE_2M) !== 0n;
     const raw = cmd.paddr & ~0xfffn;
@@ -508,7 +503,6 @@ export class SnpFirmware {
   // ---- launch -----------------------------------------------------------------------------------
 
   #launchUpdate(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpLaunchUpdateBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -628,7 +622,6 @@ export class SnpFirmware {
   }
 
   #launchFinish(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpLaunchFinishBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -639,16 +632,19 @@ export class SnpFirmware {
     let idResult: ReturnType<typeof verifyIdAuth> | undefined;
     if (idBlockEnabled) {
       if (g.imiEnabled) return fail(SevStatus.INVALID_PARAM);
-      const blockSpa = cmd.idBlockPaddr < 1n << 52n ? Number(cmd.idBlockPaddr) : -1;
-      const authSpa = cmd.idAuthPaddr < 1n << 52n ? Number(cmd.idAuthPaddr) : -1;
-      if (blockSpa < 0 || !this.#ctx.validRange(blockSpa, 0x60)) return fail(SevStatus.INVALID_ADDRESS);
-      if (authSpa < 0 || !this.#ctx.validRange(authSpa, PAGE_SIZE)) return fail(SevStatus.INVALID_ADDRESS);
+      const blockSpa = this.#range(cmd.idBlockPaddr, SNP_ID_BLOCK_SIZE);
+      const authSpa = this.#range(cmd.idAuthPaddr, SNP_ID_AUTH_SIZE);
+      if (blockSpa === undefined || authSpa === undefined) return fail(SevStatus.INVALID_ADDRESS);
       const dma = this.#ctx.caps.dma;
-      idResult = verifyIdAuth(dma.read(blockSpa, 0x60, KEY_NONE), dma.read(authSpa, PAGE_SIZE, KEY_NONE), {
-        authorKeyEnabled: authKeyEnabled,
-        expectedLaunchDigest: g.ld,
-        expectedPolicy: g.policy,
-      });
+      idResult = verifyIdAuth(
+        dma.read(blockSpa, SNP_ID_BLOCK_SIZE, KEY_NONE),
+        dma.read(authSpa, SNP_ID_AUTH_SIZE, KEY_NONE),
+        {
+          authorKeyEnabled: authKeyEnabled,
+          expectedLaunchDigest: g.ld,
+          expectedPolicy: g.policy,
+        },
+      );
       if (!idResult.ok) return fail(idResult.code as SevStatusCode);
     } else if (authKeyEnabled) {
       return fail(SevStatus.INVALID_PARAM);
@@ -671,7 +667,6 @@ export class SnpFirmware {
   // ---- guest messages ---------------------------------------------------------------------------
 
   #guestRequest(buf: Buffer): Result {
-    if (this.#state !== SnpPlatformState.INIT) return fail(SevStatus.INVALID_PLATFORM_STATE);
     const cmd = SnpGuestRequestBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
@@ -834,25 +829,10 @@ export class SnpFirmware {
       hostData: Buffer.alloc(32),
       idBlockKeyDigest: Buffer.alloc(32),
     });
-    const root = this.#hashStick(tcb);
+    const root = vcekHashStick(this.#ctx.chipSecret, this.#product as SnpProduct, tcb);
     const key = sevKdf(root, 32, 'gmsg-keyreq', mix);
     root.fill(0);
     return encodeSnpKeyResponse({ status: SevStatus.SUCCESS, derivedKey: key });
-  }
-
-  /** The VCEK hash stick for `tcb`: one seed per TCB component, hashed together. */
-  #hashStick(tcb: bigint): Buffer {
-    const product = this.#product as SnpProduct;
-    const spls = tcbSpls(product, tcb);
-    const stick = createHash('sha384');
-    for (const c of tcbComponents(product))
-      stick.update(hashStickSeed(this.#ctx.chipSecret, c, spls[c] as number));
-    return stick.digest();
-  }
-
-  /** The SNP command table, for the conformance tests: every command this firmware answers. */
-  static get commands(): readonly number[] {
-    return [...SNP_COMMANDS.keys()];
   }
 
   toJSON(): string {

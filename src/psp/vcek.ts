@@ -204,12 +204,20 @@ export function hashStickDescend(seed: Uint8Array, fromSpl: number, toSpl: numbe
  * The VCEK private key for `tcb` (PSP-internal: never hand it to another layer). Throws VcekTcbError for a
  * TCB with a reserved byte set.
  */
-export function vcekPrivateKey(chipSecret: Uint8Array, product: SnpProduct, tcb: bigint): KeyObject {
+/**
+ * The hash stick of `tcb`: every component's seed at its SPL, hashed together (PSP-internal: the root
+ * of the VCEK and of MSG_KEY_REQ's derived keys).
+ */
+export function vcekHashStick(chipSecret: Uint8Array, product: SnpProduct, tcb: bigint): Buffer {
   const spls = tcbSpls(product, tcb);
   const stick = createHash('sha384');
   for (const c of tcbComponents(product)) stick.update(hashStickSeed(chipSecret, c, spls[c] as number));
+  return stick.digest();
+}
+
+export function vcekPrivateKey(chipSecret: Uint8Array, product: SnpProduct, tcb: bigint): KeyObject {
   // ASPFW: rdata[56] = KDF(hashstick, "sev-versioned-chip-endorsement-key"), then key_from_hash (B.4.1).
-  const rdata = sevKdf(stick.digest(), 56, 'sev-versioned-chip-endorsement-key');
+  const rdata = sevKdf(vcekHashStick(chipSecret, product, tcb), 56, 'sev-versioned-chip-endorsement-key');
   return p384PrivateKeyFromBytes(rdata);
 }
 
