@@ -97,6 +97,59 @@ describe('owner-verified launch', () => {
     expect(real.code).toBe(1);
   });
 
+  it('sevsim launch --mode snp: the guest attests, and the written report verifies with owner verify-report against the simulated roots only', () => {
+    const out = mkdtempSync(join(tmpdir(), 'sevsim-snp-launch-'));
+    const run = cli([
+      'launch',
+      '--mode',
+      'snp',
+      '--ovmf',
+      resolve(import.meta.dirname, '../../shared/testdata/ovmf/OVMF.fd'),
+      '--out',
+      out,
+    ]);
+    expect(run.code).toBe(0);
+    expect(run.out).toMatch(/PASS +guest asks the PSP for a report through its GHCB/);
+    expect(run.out).toMatch(/PASS +owner verifies the report\n.*measurement ok/);
+    expect(run.out).toMatch(/PASS +host cannot write the guest/);
+    const simulated = cli([
+      'owner',
+      'verify-report',
+      '--report',
+      join(out, 'report.bin'),
+      '--cert',
+      join(out, 'vcek.der'),
+      '--roots',
+      join(out, 'roots'),
+    ]);
+    expect(simulated.code).toBe(0);
+    const real = cli([
+      'owner',
+      'verify-report',
+      '--report',
+      join(out, 'report.bin'),
+      '--cert',
+      join(out, 'vcek.der'),
+      '--roots',
+      roots,
+    ]);
+    expect(real.code).toBe(1);
+    expect(real.out).toMatch(/chain/);
+  });
+
+  it('sevsim launch --mode snp refuses a product without SNP', () => {
+    const run = cli([
+      'launch',
+      '--mode',
+      'snp',
+      '--product',
+      'rome',
+      '--ovmf',
+      resolve(import.meta.dirname, '../../shared/testdata/ovmf/OVMF.fd'),
+    ]);
+    expect(run.out).toMatch(/--mode snp needs an SNP product/);
+  });
+
   it('sevsim launch refuses an unreadable image with a clear message', () => {
     const run = cli(['launch', '--ovmf', '/nonexistent/OVMF.fd']);
     expect(run.out).toMatch(/cannot read --ovmf/);

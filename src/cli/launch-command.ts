@@ -2,8 +2,10 @@
 import { readFileSync } from 'node:fs';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import { VCPU_TYPE_NAMES, type VcpuTypeName } from '../abi/index.js';
-import { PRODUCT_NAMES } from '../soc/index.js';
+import { PRODUCT_NAMES, productProfile } from '../soc/index.js';
+import { InputError } from './cli-input.js';
 import { runOwnerLaunch } from '../scenarios/owner-launch.js';
+import { runSnpOwnerLaunch } from '../scenarios/snp-owner-launch.js';
 
 function positiveInt(v: string): number {
   const n = Number(v);
@@ -18,10 +20,12 @@ export function addLaunchCommand(program: Command): void {
       'Run the guest owner’s whole flow on a simulated platform: export the platform chain, verify it ' +
         'against the AMD root, make a launch session for the PDH, launch OVMF the way QEMU does, check ' +
         'the measurement, inject a secret with LAUNCH_SECRET, let the guest read it, and show that the ' +
-        'host, DRAM and DBG_DECRYPT (under NODBG) cannot. Exits 1 if any step fails.',
+        'host, DRAM and DBG_DECRYPT (under NODBG) cannot. With --mode snp: launch OVMF under SEV-SNP, let ' +
+        'the guest ask the PSP for a report with the owner’s nonce, fetch the VCEK from the simulated KDS ' +
+        'and verify the report (signature, chain, TCB, measurement, nonce). Exits 1 if any step fails.',
     )
     .requiredOption('--ovmf <file>', 'the firmware image (e.g. ../shared/testdata/ovmf/OVMF.fd)')
-    .addOption(new Option('--mode <mode>', 'guest type').choices(['sev', 'sev-es']).default('sev'))
+    .addOption(new Option('--mode <mode>', 'guest type').choices(['sev', 'sev-es', 'snp']).default('sev'))
     .option('--vcpus <n>', 'vCPUs (SEV-ES: one VMSA each)', positiveInt, 1)
     .addOption(
       new Option('--vcpu-type <model>', 'QEMU -cpu model of the VMSAs')
@@ -34,13 +38,13 @@ export function addLaunchCommand(program: Command): void {
     .option('--seed <seed>', 'make the platform reproducible', 'launch')
     .option(
       '--out <dir>',
-      'write every artifact (pdh.cert, cek.cert, godh.cert, launch_blob.bin, tmp_tk.bin, launch_measure.bin, packaged_secret*.bin, …)',
+      'write every artifact (SEV: pdh.cert, cek.cert, godh.cert, launch_blob.bin, tmp_tk.bin, launch_measure.bin, packaged_secret*.bin, …; SNP: report.bin, vcek.der, roots/<product>/{ark,ask}.pem for owner verify-report)',
     )
     .option('--json', 'print one JSON object with the steps')
     .action(
       (opts: {
         ovmf: string;
-        mode: 'sev' | 'sev-es';
+        mode: 'sev' | 'sev-es' | 'snp';
         vcpus: number;
         vcpuType: VcpuTypeName;
         product: string;
@@ -56,15 +60,19 @@ export function addLaunchCommand(program: Command): void {
             `cannot read --ovmf ${opts.ovmf}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
           );
         }
-        const r = runOwnerLaunch({
+        const common = {
           ovmf,
-          mode: opts.mode,
           vcpus: opts.vcpus,
           vcpuType: opts.vcpuType,
           product: opts.product,
           seed: opts.seed,
           ...(opts.out !== undefined ? { outDir: opts.out } : {}),
-        });
+        };
+        if (opts.mode === 'snp' && !productProfile(opts.product).sevSnp)
+          throw new InputError(`--mode snp needs an SNP product (milan, genoa, turin), not ${opts.product}`);
+        const result =
+          opts.mode === 'snp' ? runSnpOwnerLaunch(common) : runOwnerLaunch({ ...common, mode: opts.mode });
+        const r = { ok: result.ok, steps: result.steps, artifacts: result.artifacts };
         if (opts.json === true) {
           process.stdout.write(`${JSON.stringify(r, null, 2)}\n`);
         } else {

@@ -4,7 +4,9 @@ import { PRODUCT_NAMES } from '../soc/index.js';
 import { existsSync, readFileSync } from 'node:fs';
 import { runSevDemo } from '../scenarios/sev-demo.js';
 import { type OwnerLaunchResult, runOwnerLaunch } from '../scenarios/owner-launch.js';
-import { renderDemo } from './render-demo.js';
+import { renderDemo, renderSnpDemo } from './render-demo.js';
+import { runSnpDemo, type SnpDemoResult } from '../scenarios/snp-demo.js';
+import { productProfile } from '../soc/index.js';
 import { addMeasureCommand } from './owner-measure.js';
 import { addVerifyChainCommand } from './owner-verify-chain.js';
 import { addVerifyReportCommand } from './owner-verify-report.js';
@@ -38,8 +40,10 @@ export function buildProgram(): Command {
     .command('demo')
     .description(
       'Boot a simulated EPYC host, launch two SEV guests and show, for the same memory, what each ' +
-        'guest, the hypervisor and DRAM see, checking each protection SEV promises (7a–7g). ' +
-        'Exits 1 if any check fails.',
+        'guest, the hypervisor and DRAM see, checking each protection SEV promises (7a–7g); then the ' +
+        "owner-verified launch of OVMF; then, on SNP products, SEV-SNP (8a–8f): OVMF attested with a " +
+        'VCEK-signed report, four integrity attacks against SEV and SNP side by side, and an application ' +
+        'at VMPL0 that its own kernel (VMPL1) cannot read. Exits 1 if any check fails.',
     )
     .addOption(
       new Option('--product <name>', 'CPU product profile (C-bit, ASIDs, cipher mode)')
@@ -71,6 +75,13 @@ export function buildProgram(): Command {
             seed: opts.seed,
           });
       }
+      // SEV-SNP (8a–8f) on products that have it, with the same firmware image.
+      let snp: SnpDemoResult | { skipped: string } = { skipped: 'no firmware image (--ovmf none)' };
+      if (!productProfile(opts.product).sevSnp) snp = { skipped: `${opts.product} has no SEV-SNP` };
+      else if (opts.ovmf !== 'none') {
+        if (!existsSync(opts.ovmf)) snp = { skipped: `no firmware image at ${opts.ovmf}` };
+        else snp = runSnpDemo({ ovmf: readFileSync(opts.ovmf), product: opts.product, seed: opts.seed });
+      }
       if (opts.json === true) {
         const checks = result.checks.map((c) => ({
           id: c.id,
@@ -80,7 +91,7 @@ export function buildProgram(): Command {
           views: c.views,
         }));
         process.stdout.write(
-          `${JSON.stringify({ product: result.product, cipherMode: result.cipherMode, seed: result.seed, guests: result.guests, keySlots: result.keySlots, checks, launch }, null, 2)}\n`,
+          `${JSON.stringify({ product: result.product, cipherMode: result.cipherMode, seed: result.seed, guests: result.guests, keySlots: result.keySlots, checks, launch, snp }, null, 2)}\n`,
         );
       } else {
         process.stdout.write(`${renderDemo(result)}\n`);
@@ -93,8 +104,13 @@ export function buildProgram(): Command {
             process.stdout.write(
               `    ${s.skipped === true ? 'SKIP' : s.ok ? 'PASS' : 'FAIL'}  ${s.step}: ${s.detail}\n`,
             );
+        process.stdout.write('\n');
+        if ('skipped' in snp) process.stdout.write(`SEV-SNP: skipped: ${snp.skipped}\n`);
+        else process.stdout.write(`${renderSnpDemo(snp)}\n`);
       }
-      if (result.checks.some((c) => !c.passed) || ('ok' in launch && !launch.ok)) process.exitCode = 1;
+      const snpFailed = 'checks' in snp && snp.checks.some((c) => !c.passed);
+      if (result.checks.some((c) => !c.passed) || ('ok' in launch && !launch.ok) || snpFailed)
+        process.exitCode = 1;
     });
   const owner = program
     .command('owner')

@@ -11,3 +11,4 @@ export {
 } from './kernel.js';
 export { OvmfFirmwareModel, DEFAULT_SECRET_GPA } from './firmware-model.js';
 export * from './snp-attestation-agent.js';
+export * from './vmpl-partitioned-firmware.js';

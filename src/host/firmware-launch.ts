@@ -51,6 +51,17 @@ export interface FirmwareLaunchConfig {
   readonly kernelHashes?: SevKernelHashes;
   /** The guest owner's GODH certificate and session buffer (no transport keys without them). */
   readonly session?: { readonly godhCert: Buffer; readonly session: Buffer };
+  /**
+   * A host that reorders the image: image pages i and j trade places in guest memory, while the
+   * pages are still measured in image order (the integrity scenarios; honest hosts leave it unset).
+   */
+  readonly swapImagePages?: readonly [number, number];
+}
+
+/** Where image page `k` goes when a host swaps pages i and j (identity otherwise). */
+export function swappedPage(k: number, swap: readonly [number, number] | undefined): number {
+  if (swap === undefined) return k;
+  return k === swap[0] ? swap[1] : k === swap[1] ? swap[0] : k;
 }
 
 /** A launch waiting for its owner between LAUNCH_MEASURE and LAUNCH_FINISH. */
@@ -90,14 +101,28 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
     ...session,
   }).handle;
   d.call(SevCommand.ACTIVATE, ActivateBuffer, { handle: vm.handle, asid });
-  // The whole flash image, in one command (QEMU sev_encrypt_flash).
-  hv.loadGuestImage(vm, base, config.firmware);
-  hv.soc.hostMemory.clflushRange(vm.spaOf(base), size);
-  d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
-    handle: vm.handle,
-    paddr: BigInt(vm.spaOf(base)),
-    length: size,
-  });
+  if (config.swapImagePages === undefined) {
+    // The whole flash image, in one command (QEMU sev_encrypt_flash).
+    hv.loadGuestImage(vm, base, config.firmware);
+    hv.soc.hostMemory.clflushRange(vm.spaOf(base), size);
+    d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+      handle: vm.handle,
+      paddr: BigInt(vm.spaOf(base)),
+      length: size,
+    });
+  } else {
+    // Page by page, in image order, each at the GPA the host chose: the same bytes are measured.
+    for (let k = 0; k < size / PAGE_SIZE; k++) {
+      const gpa = base + swappedPage(k, config.swapImagePages) * PAGE_SIZE;
+      hv.loadGuestImage(vm, gpa, config.firmware.subarray(k * PAGE_SIZE, (k + 1) * PAGE_SIZE));
+      hv.soc.hostMemory.clflushRange(vm.spaOf(gpa), PAGE_SIZE);
+      d.call(SevCommand.LAUNCH_UPDATE_DATA, LaunchUpdateBuffer, {
+        handle: vm.handle,
+        paddr: BigInt(vm.spaOf(gpa)),
+        length: PAGE_SIZE,
+      });
+    }
+  }
   if (config.kernelHashes !== undefined) {
     // QEMU sev_add_kernel_loader_hashes: the padded table goes where the firmware's footer says, measured.
     const area = footer.sevHashTableArea;

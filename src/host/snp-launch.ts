@@ -36,7 +36,7 @@ import {
   SNP_LAUNCH_FINISH_FLAG,
 } from '../abi/index.js';
 import { PAGE_SIZE, type GuestSoftware, type RmpUpdateState, type VmExit } from '../soc/index.js';
-import { firmwareBase } from './firmware-launch.js';
+import { firmwareBase, swappedPage } from './firmware-launch.js';
 import type { Hypervisor, Vm } from './hypervisor.js';
 
 /** A host page the firmware owns while a command uses it, then gets back (Linux snp_reclaim_pages). */
@@ -101,10 +101,10 @@ export interface SnpLaunchConfig {
   /** An ID block and its authentication page, checked by the firmware at LAUNCH_FINISH. */
   readonly idBlock?: { readonly block: Buffer; readonly auth: Buffer; readonly authorKey: boolean };
   /**
-   * A host that misbehaves during launch: called with the ordered list of page ranges before they are
-   * issued; whatever it returns is issued instead (integrity scenarios: reordering pages).
+   * A host that reorders the image: pages i and j trade places in guest memory while the pages are
+   * still issued in image order (the integrity scenarios; honest hosts leave it unset).
    */
-  readonly tamperOrder?: <T>(steps: T[]) => T[];
+  readonly swapImagePages?: readonly [number, number];
 }
 
 /** A launched SNP guest: the VM, its context page and its vCPUs' VMSA pages. */
@@ -116,6 +116,28 @@ export interface SnpVm {
   readonly policy: bigint;
   /** The host's bounce pages for guest requests (KVM keeps one pair per guest). */
   readonly bounce: { readonly request: number; readonly response: number };
+  /** What the image does (attached to every vCPU's VMCB: the code is the image, whatever VMSA runs it). */
+  readonly software: GuestSoftware;
+  /** VMCBs of vCPUs the guest created at run time (AP creation), by their VMSA's GPA. */
+  readonly createdVcpus: Map<number, number>;
+}
+
+/** A VMCB that runs a vCPU from its VMSA (SEV-ES on: the registers live there, encrypted). */
+function prepareSnpVmcb(hv: Hypervisor, vm: Vm, vmcb: number, vmsa: number, software: GuestSoftware): void {
+  const mem = hv.soc.hostMemory;
+  mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
+  mem.write(
+    vmcb,
+    VmcbControl.encode({
+      asid: vm.asid,
+      nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE,
+      nestedCr3: BigInt(vm.npt.nestedCr3),
+      tlbControl: TLB_CONTROL_FLUSH_ASID,
+      vmsaPaddr: BigInt(vmsa),
+    }),
+    true,
+  );
+  hv.soc.attachGuestSoftware(hv.soc.paging.withCBit(vmcb), software);
 }
 
 /** SNP_GCTX_CREATE … SNP_LAUNCH_FINISH of a firmware image, and the BSP's VMCB. */
@@ -125,13 +147,12 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
   if (config.software.codeBase !== base)
     throw new RangeError(`the firmware's software must execute at 0x${base.toString(16)}`);
   const footer = parseOvmfFooter(config.firmware);
-  let steps = snpLaunchLayout({
+  const steps = snpLaunchLayout({
     footer,
     kernelHashes: false,
     vcpus: config.vcpus,
     vmm: config.vmm ?? 'qemu',
   });
-  if (config.tamperOrder !== undefined) steps = config.tamperOrder(steps);
   const d = hv.driver;
   const asid = hv.allocateAsid(true);
 
@@ -167,14 +188,16 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
     for (let off = 0; off < step.length; off += PAGE_SIZE) {
       const gpa = gpa0 + off;
       switch (step.source) {
-        case 'ovmf':
+        case 'ovmf': {
+          const at = Number(step.gpa) + swappedPage(off / PAGE_SIZE, config.swapImagePages) * PAGE_SIZE;
           update(
-            vm.spaOf(gpa),
-            gpa,
+            vm.spaOf(at),
+            at,
             step.type,
             config.firmware.subarray(step.imageOffset + off, step.imageOffset + off + PAGE_SIZE),
           );
           break;
+        }
         case 'zero':
         case 'secrets':
         case 'kernel-hashes':
@@ -216,22 +239,17 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
   }
   d.call(SevCommand.SNP_LAUNCH_FINISH, SnpLaunchFinishBuffer, finish);
 
-  // The BSP's VMCB: SEV-ES on, registers in its VMSA.
-  mem.write(vm.vmcb, Buffer.alloc(PAGE_SIZE), true);
-  mem.write(
-    vm.vmcb,
-    VmcbControl.encode({
-      asid,
-      nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE,
-      nestedCr3: BigInt(vm.npt.nestedCr3),
-      tlbControl: TLB_CONTROL_FLUSH_ASID,
-      vmsaPaddr: BigInt(vmsas[0] as number),
-    }),
-    true,
-  );
-  hv.soc.attachGuestSoftware(hv.soc.paging.withCBit(vm.vmcb), config.software);
+  prepareSnpVmcb(hv, vm, vm.vmcb, vmsas[0] as number, config.software);
   const bounce = { request: hv.frames.allocate(), response: hv.frames.allocate() };
-  return { vm, gctx, vmsas, policy: config.policy, bounce };
+  return {
+    vm,
+    gctx,
+    vmsas,
+    policy: config.policy,
+    bounce,
+    software: config.software,
+    createdVcpus: new Map(),
+  };
 }
 
 /**
@@ -264,24 +282,39 @@ export function forwardGuestRequest(
   return status;
 }
 
-/** Runs an SNP guest's BSP, serving its guest requests, until it halts or dies; returns the exits. */
-export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64): VmExit[] {
+/** GHCB AP creation (SW_EXITINFO1[31:0]): create the vCPU now (GHCB spec "SNP AP Creation"). */
+const AP_CREATE = 1n;
+
+/**
+ * Runs one vCPU of an SNP guest (the BSP by default), serving its VMGEXITs — guest requests, and AP
+ * creation (a new VMCB for the VMSA the guest built, e.g. a lower VMPL's) — until any other exit.
+ */
+export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64, vmcb = snp.vm.vmcb): VmExit[] {
   const exits: VmExit[] = [];
   const mem = hv.soc.hostMemory;
   for (let i = 0; i < maxExits; i++) {
-    const exit = hv.soc.vmrun(hv.soc.paging.withCBit(snp.vm.vmcb));
+    const exit = hv.soc.vmrun(hv.soc.paging.withCBit(vmcb));
     exits.push(exit);
     snp.vm.exits.push(exit);
     if (exit.code !== SvmExit.VMGEXIT) break;
-    const control = VmcbControl.decode(mem.read(snp.vm.vmcb, VmcbControl.size, true));
-    const ghcbGpa = Number(control.ghcbGpa);
-    const ghcbSpa = snp.vm.spaOf(ghcbGpa);
+    const control = VmcbControl.decode(mem.read(vmcb, VmcbControl.size, true));
+    const ghcbSpa = snp.vm.spaOf(Number(control.ghcbGpa));
     const ghcb = Ghcb.decode(mem.read(ghcbSpa, Ghcb.size, false));
     let info2: bigint;
     if (ghcb.swExitCode === BigInt(GhcbExit.SNP_GUEST_REQUEST)) {
       info2 = BigInt(forwardGuestRequest(hv, snp, Number(ghcb.swExitInfo1), Number(ghcb.swExitInfo2)));
+    } else if (
+      ghcb.swExitCode === BigInt(GhcbExit.AP_CREATION) &&
+      (ghcb.swExitInfo1 & 0xffffffffn) === AP_CREATE
+    ) {
+      // The host only names the page: VMRUN itself refuses it unless the RMP marks it a VMSA of this guest.
+      const vmsaGpa = Number(ghcb.swExitInfo2);
+      const apVmcb = hv.frames.allocate();
+      prepareSnpVmcb(hv, snp.vm, apVmcb, snp.vm.spaOf(vmsaGpa), snp.software);
+      snp.createdVcpus.set(vmsaGpa, apVmcb);
+      info2 = 0n;
     } else {
-      // Not served: report an invalid GHCB input (SW_EXITINFO1 = 2, INVALID_INPUT).
+      // Not served: an invalid GHCB input (INVALID_INPUT).
       info2 = 5n;
     }
     const answer = Buffer.from(mem.read(ghcbSpa, Ghcb.size, false));

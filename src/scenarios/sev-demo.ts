@@ -55,19 +55,20 @@ const EXCERPT = 32;
 const hex = (b: Uint8Array): string => Buffer.from(b.subarray(0, EXCERPT)).toString('hex');
 const contains = (hay: Buffer, needle: Buffer): boolean => hay.indexOf(needle) !== -1;
 
-interface Guest {
+export interface Guest {
   readonly vm: Vm;
   readonly kernel: GuestKernel;
 }
 
 /** Runs a program in a guest to completion and returns its run record. */
-function exec<T>(hv: Hypervisor, g: Guest, name: string, program: GuestProgram<T>): ProgramRun<T> {
+export function exec<T>(hv: Hypervisor, g: Guest, name: string, program: GuestProgram<T>): ProgramRun<T> {
   const run = g.kernel.exec(name, program);
   hv.run(g.vm);
   return run;
 }
 
-function launchGuest(hv: Hypervisor, platform: Platform, name: string): Guest {
+/** An SEV guest running sevsim's kernel, booted. */
+export function launchGuest(hv: Hypervisor, platform: Platform, name: string): Guest {
   const kernel = new GuestKernel({ memoryBytes: GUEST_RAM, paging: platform.soc.paging });
   const vm = hv.createVm({ name, memoryBytes: GUEST_RAM, software: kernel });
   const r = hv.run(vm);
