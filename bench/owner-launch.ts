@@ -47,7 +47,7 @@ const DRAM_BYTES = 256 * 1024 * 1024;
 const MIN_BASELINE_REPS = 21;
 
 /** The repository root: the nearest directory above this module with a package.json. */
-function repoRoot(): string {
+export function repoRoot(): string {
   for (let dir = import.meta.dirname; ;) {
     if (existsSync(join(dir, 'package.json'))) return dir;
     const up = dirname(dir);
@@ -59,7 +59,7 @@ function repoRoot(): string {
 const ms = (samples: readonly number[]): Stat => summarize(samples);
 const round = (x: number, digits = 1): number => Number(x.toFixed(digits));
 
-interface Child {
+export interface Child {
   readonly label: string;
   readonly command: string;
   readonly args: readonly string[];
@@ -68,7 +68,7 @@ interface Child {
 }
 
 /** Runs a child process to completion; returns its wall time in ms. */
-function runChild(child: Child, cwd: string): number {
+export function runChild(child: Child, cwd: string): number {
   const t0 = now();
   const r = spawnSync(child.command, child.args, { cwd, encoding: 'utf8' });
   const took = now() - t0;
@@ -82,7 +82,7 @@ function runChild(child: Child, cwd: string): number {
 }
 
 /** True when the reference calculator (virtee/sev-snp-measure) is importable. Never installs it. */
-function hasSevSnpMeasure(cwd: string): boolean {
+export function hasSevSnpMeasure(cwd: string): boolean {
   const r = spawnSync('python3', ['-c', 'import sevsnpmeasure'], { cwd, encoding: 'utf8' });
   return r.error === undefined && r.status === 0;
 }
@@ -106,7 +106,7 @@ function rawShaEcb(parts: readonly Buffer[], expect: Buffer): number {
 }
 
 /** Wraps `obj[key]` so each call adds its duration (ms) to `into` under `label(args)`. */
-function instrument<T extends object>(
+export function instrument<T extends object>(
   obj: T,
   key: keyof T & string,
   label: (args: readonly unknown[]) => string,
@@ -261,7 +261,7 @@ export function runOwnerBenchmarks(settings: Settings, log: (msg: string) => voi
       vcpus: VCPUS,
       vcpuSignature: signature,
     });
-    finishFirmwareLaunch(hv, pending.vm, model);
+    finishFirmwareLaunch(hv, pending, model);
     return now() - t0;
   };
   log(`owner: SEV-ES launch of OVMF.fd, ${VCPUS} vCPUs`);

@@ -69,6 +69,8 @@ export interface PendingLaunch {
   readonly vm: Vm;
   /** The 0x30-byte LAUNCH_MEASURE output (measurement ‖ mnonce), what QEMU's query-sev-launch-measure returns. */
   readonly measurementBlob: Buffer;
+  /** SEV-ES: the host pages holding each vCPU's VMSA (encrypted by LAUNCH_UPDATE_VMSA). */
+  readonly vmsas: readonly number[];
 }
 
 /** LAUNCH_START … LAUNCH_MEASURE. Throws PspCommandError if the PSP refuses a step. */
@@ -138,6 +140,7 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
       length: table.length,
     });
   }
+  const vmsas: number[] = [];
   if (config.encryptedState) {
     for (let i = 0; i < config.vcpus; i++) {
       const vmsa = buildResetVmsa({
@@ -146,6 +149,7 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
         ...(footer.sevEsResetEip !== undefined ? { apResetEip: footer.sevEsResetEip } : {}),
       });
       const page = hv.stageBytes(vmsa);
+      vmsas.push(page);
       d.call(SevCommand.LAUNCH_UPDATE_VMSA, LaunchUpdateBuffer, {
         handle: vm.handle,
         paddr: BigInt(page),
@@ -154,7 +158,7 @@ export function startFirmwareLaunch(hv: Hypervisor, config: FirmwareLaunchConfig
     }
   }
   const measurementBlob = hv.measureLaunch(vm);
-  return { vm, measurementBlob };
+  return { vm, measurementBlob, vmsas };
 }
 
 /** LAUNCH_SECRET (QEMU sev-inject-launch-secret): the owner's packet into guest memory at `gpa`. Returns the PSP status. */
@@ -179,7 +183,10 @@ export function injectLaunchSecret(
 }
 
 /** LAUNCH_FINISH, then the VMCB (plain SEV guests can then run). */
-export function finishFirmwareLaunch(hv: Hypervisor, vm: Vm, software: GuestSoftware): void {
-  hv.driver.call(SevCommand.LAUNCH_FINISH, HandleBuffer, { handle: vm.handle });
-  hv.prepareVmcb(vm, software);
+export function finishFirmwareLaunch(hv: Hypervisor, launch: PendingLaunch, software: GuestSoftware): void {
+  hv.driver.call(SevCommand.LAUNCH_FINISH, HandleBuffer, { handle: launch.vm.handle });
+  // SEV-ES: the BSP runs from its VMSA; plain SEV: from the VMCB's save area.
+  const bsp = launch.vmsas[0];
+  if (bsp === undefined) hv.prepareVmcb(launch.vm, software);
+  else hv.prepareEncryptedStateVmcb(launch.vm, launch.vm.vmcb, bsp, software);
 }

@@ -19,6 +19,7 @@ import {
   MAP_GPA_RANGE_ENCRYPTED,
   NESTED_CTL_NP_ENABLE,
   NESTED_CTL_SEV_ENABLE,
+  NESTED_CTL_SEV_ES_ENABLE,
   PlatformStatusBuffer,
   SaveArea,
   SevCommand,
@@ -207,6 +208,27 @@ export class Hypervisor {
       true,
     );
     this.soc.attachGuestSoftware(this.soc.paging.withCBit(vm.vmcb), software);
+  }
+
+  /**
+   * The VMCB of an SEV-ES or SNP vCPU (SEV-ES on: its registers live in the VMSA at `vmsa`, encrypted
+   * with the guest's key; the host names the page, never sees the registers) and its software.
+   */
+  prepareEncryptedStateVmcb(vm: Vm, vmcb: number, vmsa: number, software: GuestSoftware): void {
+    const mem = this.soc.hostMemory;
+    mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
+    mem.write(
+      vmcb,
+      VmcbControl.encode({
+        asid: vm.asid,
+        nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE,
+        nestedCr3: BigInt(vm.npt.nestedCr3),
+        tlbControl: TLB_CONTROL_FLUSH_ASID,
+        vmsaPaddr: BigInt(vmsa),
+      }),
+      true,
+    );
+    this.soc.attachGuestSoftware(this.soc.paging.withCBit(vmcb), software);
   }
 
   /** The VMCB of a VM arriving by migration: the sender's saved registers, this machine's ASID and tables. */

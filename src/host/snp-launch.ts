@@ -122,24 +122,6 @@ export interface SnpVm {
   readonly createdVcpus: Map<number, number>;
 }
 
-/** A VMCB that runs a vCPU from its VMSA (SEV-ES on: the registers live there, encrypted). */
-function prepareSnpVmcb(hv: Hypervisor, vm: Vm, vmcb: number, vmsa: number, software: GuestSoftware): void {
-  const mem = hv.soc.hostMemory;
-  mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
-  mem.write(
-    vmcb,
-    VmcbControl.encode({
-      asid: vm.asid,
-      nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE,
-      nestedCr3: BigInt(vm.npt.nestedCr3),
-      tlbControl: TLB_CONTROL_FLUSH_ASID,
-      vmsaPaddr: BigInt(vmsa),
-    }),
-    true,
-  );
-  hv.soc.attachGuestSoftware(hv.soc.paging.withCBit(vmcb), software);
-}
-
 /** SNP_GCTX_CREATE … SNP_LAUNCH_FINISH of a firmware image, and the BSP's VMCB. */
 export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpVm {
   const size = config.firmware.length;
@@ -239,7 +221,7 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
   }
   d.call(SevCommand.SNP_LAUNCH_FINISH, SnpLaunchFinishBuffer, finish);
 
-  prepareSnpVmcb(hv, vm, vm.vmcb, vmsas[0] as number, config.software);
+  hv.prepareEncryptedStateVmcb(vm, vm.vmcb, vmsas[0] as number, config.software);
   const bounce = { request: hv.frames.allocate(), response: hv.frames.allocate() };
   return {
     vm,
@@ -310,7 +292,7 @@ export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64, vmcb = sn
       // The host only names the page: VMRUN itself refuses it unless the RMP marks it a VMSA of this guest.
       const vmsaGpa = Number(ghcb.swExitInfo2);
       const apVmcb = hv.frames.allocate();
-      prepareSnpVmcb(hv, snp.vm, apVmcb, snp.vm.spaOf(vmsaGpa), snp.software);
+      hv.prepareEncryptedStateVmcb(snp.vm, apVmcb, snp.vm.spaOf(vmsaGpa), snp.software);
       snp.createdVcpus.set(vmsaGpa, apVmcb);
       info2 = 0n;
     } else {

@@ -205,28 +205,19 @@ export function runOwnerLaunch(options: OwnerLaunchOptions): OwnerLaunchResult {
     )
   )
     return finish();
-  finishFirmwareLaunch(hv, pending.vm, model);
+  finishFirmwareLaunch(hv, pending, model);
   record('host finishes the launch', true, 'LAUNCH_FINISH: the transport channel is closed');
 
-  // 7. The guest reads its secret from private memory (plain SEV; SEV-ES guests do not run in this model yet).
-  if (!es) {
-    hv.run(pending.vm);
-    const found = model.secrets?.find((e) => e.guid === DEMO_SECRET_GUID);
-    record(
-      'guest reads its secret',
-      found !== undefined && found.data.equals(secret),
-      found === undefined
-        ? `no secret found${model.secretProblem !== undefined ? `: ${model.secretProblem}` : ''}`
-        : `the firmware found ${found.data.length} bytes under ${DEMO_SECRET_GUID} in private memory`,
-    );
-  } else {
-    record(
-      'guest reads its secret',
-      true,
-      'running SEV-ES guests (VMSA-based VMRUN, GHCB) is not modelled yet',
-      true,
-    );
-  }
+  // 7. The guest reads its secret from private memory (SEV-ES: its vCPU runs from the encrypted VMSA).
+  hv.run(pending.vm);
+  const found = model.secrets?.find((e) => e.guid === DEMO_SECRET_GUID);
+  record(
+    'guest reads its secret',
+    found !== undefined && found.data.equals(secret),
+    found === undefined
+      ? `no secret found${model.secretProblem !== undefined ? `: ${model.secretProblem}` : ''}`
+      : `the firmware found ${found.data.length} bytes under ${DEMO_SECRET_GUID} in private memory${es ? ' (registers in the encrypted VMSA)' : ''}`,
+  );
 
   // 8. Nobody else can: host mappings, DRAM, DBG_DECRYPT under NODBG.
   const adversary = new Adversary(hv);
