@@ -8,6 +8,7 @@ import {
   HostRmpFault,
   NPF_ENC,
   NPF_RMP,
+  NPF_SIZEM,
   NPF_VMPL,
   PAGES_PER_2M,
   Rmp,
@@ -226,7 +227,9 @@ describe('RMPUPDATE', () => {
     expect(rmp.psmash(0)).toBe(RmpStatus.FAIL_INPUT);
   });
 
-  it('writes owner, GPA, size and immutability, and clears VALIDATED, VMSA and the VMPL permissions', () => {
+  // APM vol. 2 §15.36.7: "When the hypervisor assigns a page to a guest using RMPUPDATE, full
+  // permissions are enabled for VMPL0 and are disabled for all other VMPLs."
+  it('writes owner, GPA, size and immutability, clears VALIDATED and VMSA, and resets the VMPL masks (VMPL0 all, others none)', () => {
     const { rmp, fw } = table();
     const spa = 0x10_0000;
     fw.write(
@@ -242,7 +245,9 @@ describe('RMPUPDATE', () => {
     );
     expect(rmp.state(spa)).toBe('GUEST_VALID');
     expect(rmp.rmpupdate(spa, guestUpdate(0xa000, '4K', OTHER_ASID))).toBe(RmpStatus.SUCCESS);
-    expect(rmp.read(spa)).toEqual(entry({ assigned: true, asid: OTHER_ASID, gpa: 0xa000 }));
+    expect(rmp.read(spa)).toEqual(
+      entry({ assigned: true, asid: OTHER_ASID, gpa: 0xa000, vmplPerms: [VMPL_PERMS_ALL, 0, 0, 0] }),
+    );
     expect(rmp.state(spa)).toBe('GUEST_INVALID');
     // Back to the hypervisor: the GPA is dropped too.
     expect(
@@ -282,6 +287,12 @@ describe('RMPUPDATE', () => {
     ['an ASID above 10 bits', 0x1000, guestUpdate(0x1000, '4K', 0x400)],
     ['a negative ASID', 0x1000, guestUpdate(0x1000, '4K', -1)],
     ['a fractional ASID', 0x1000, guestUpdate(0x1000, '4K', 1.5)],
+    // GPA[50:12] is all an entry holds; bit 51 would land in the ASID field (sev-reference §7.1).
+    ['a GPA of 2^51', 0x1000, guestUpdate(2 ** 51)],
+    ['a GPA above 2^53', 0x1000, guestUpdate(2 ** 60)],
+    ['a 2M page at GPA 2^51', 0, guestUpdate(2 ** 51, '2M')],
+    ['a negative GPA', 0x1000, guestUpdate(-PAGE_SIZE)],
+    ['a fractional GPA', 0x1000, guestUpdate(0.5)],
     [
       'an unassigned page with an ASID',
       0x1000,
@@ -347,14 +358,36 @@ describe('RMPUPDATE', () => {
   });
 
   // A 4K RMPUPDATE of any page inside an assigned 2M entry overlaps it (the host must PSMASH first,
-  // sev-reference §7.2; Linux retries after PSMASH). Rmp.rmpupdate exempts the 2M-aligned page itself,
-  // whose 4K entry then replaces the 2M one: the other 511 pages silently become HYPERVISOR. (Reported.)
-  it.fails('a 4K RMPUPDATE at the base of an assigned 2M entry is FAIL_OVERLAP as well', () => {
+  // sev-reference §7.2; Linux: "RMPUPDATE detected 4K page and 2MB page overlap"). The 2M-aligned
+  // page itself too: its 4K entry would replace the 2M one, and the other 511 pages would silently
+  // become HYPERVISOR pages — host-writable, though the guest validated them.
+  it('a 4K RMPUPDATE at the base of an assigned 2M entry is FAIL_OVERLAP as well', () => {
     const { rmp } = table();
     const large = 5 * SIZE_2M;
     expect(rmp.rmpupdate(large, guestUpdate(SIZE_2M, '2M'))).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, SIZE_2M, large, '2M', true)).toMatchObject({ status: RmpStatus.SUCCESS });
+    const before = rmp.generation;
     expect(rmp.rmpupdate(large, guestUpdate(SIZE_2M))).toBe(RmpStatus.FAIL_OVERLAP);
-    expect(rmp.state(large + PAGE_SIZE)).toBe('GUEST_INVALID');
+    expect(rmp.rmpupdate(large, { ...guestUpdate(0), assigned: false, asid: 0 })).toBe(
+      RmpStatus.FAIL_OVERLAP,
+    );
+    expect(rmp.generation).toBe(before);
+    expect(rmp.state(large + PAGE_SIZE)).toBe('GUEST_VALID');
+    expect(() => rmp.checkHostWrite(large + PAGE_SIZE, 8)).toThrow(HostRmpFault);
+    // A 2M RMPUPDATE of the whole page, or a PSMASH first, is the way.
+    expect(rmp.psmash(large)).toBe(RmpStatus.SUCCESS);
+    expect(rmp.rmpupdate(large, { ...guestUpdate(0), assigned: false, asid: 0 })).toBe(RmpStatus.SUCCESS);
+    expect(rmp.state(large)).toBe('HYPERVISOR');
+    expect(rmp.state(large + PAGE_SIZE)).toBe('GUEST_VALID');
+  });
+
+  it('a GPA just below 2^51 is accepted and encodes without touching the ASID field', () => {
+    const { rmp } = table();
+    const gpa = 2 ** 51 - PAGE_SIZE;
+    expect(rmp.rmpupdate(0x1000, guestUpdate(gpa, '4K', 1))).toBe(RmpStatus.SUCCESS);
+    const q0 = encodeRmpEntry(rmp.read(0x1000)).readBigUInt64LE(0);
+    expect((q0 >> 51n) & 0x3ffn).toBe(1n);
+    expect((q0 >> 12n) & ((1n << 39n) - 1n)).toBe(BigInt(gpa / PAGE_SIZE));
   });
 
   it('tells its listeners (the MMU) about every change and about no failure', () => {
@@ -366,9 +399,9 @@ describe('RMPUPDATE', () => {
     expect(calls).toBe(1);
     expect(rmp.generation).toBe(g0 + 1);
     expect(rmp.rmpupdate(0x3001, guestUpdate(0x3000))).toBe(RmpStatus.FAIL_INPUT);
-    expect(rmp.pvalidate(VMPL0, 0x4000, 0x3000, '4K', true).status).toBe(RmpStatus.FAIL_INPUT);
+    expect(rmp.pvalidate(VMPL0, 0x4000, 0x3000, '4K', true)).toMatchObject({ status: RmpStatus.FAIL_INPUT });
     expect(calls).toBe(1);
-    expect(rmp.pvalidate(VMPL0, 0x3000, 0x3000, '4K', true).status).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, 0x3000, 0x3000, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
     expect(calls).toBe(2);
     expect(rmp.generation).toBe(g0 + 2);
   });
@@ -403,7 +436,9 @@ describe('PSMASH', () => {
     }
     expect(rmp.assignedPages()).toHaveLength(PAGES_PER_2M);
     // A smashed region is 4K now: a 2M PVALIDATE is a size mismatch, a 4K one works.
-    expect(rmp.pvalidate(VMPL0, gpa, spa, '2M', false).status).toBe(RmpStatus.FAIL_SIZEMISMATCH);
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '2M', false)).toMatchObject({
+      status: RmpStatus.FAIL_SIZEMISMATCH,
+    });
     expect(rmp.pvalidate(VMPL0, gpa + 5 * PAGE_SIZE, spa + 5 * PAGE_SIZE, '4K', false)).toEqual({
       status: RmpStatus.SUCCESS,
       noUpdate: false,
@@ -472,7 +507,9 @@ describe('PVALIDATE', () => {
 
   it('takes the GPA and SPA with a page offset (the VA the guest named)', () => {
     const rmp = invalidPage();
-    expect(rmp.pvalidate(VMPL0, gpa + 0x123, spa + 0x123, '4K', true).status).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, gpa + 0x123, spa + 0x123, '4K', true)).toMatchObject({
+      status: RmpStatus.SUCCESS,
+    });
     expect(rmp.state(spa)).toBe('GUEST_VALID');
   });
 
@@ -528,6 +565,86 @@ describe('PVALIDATE', () => {
     });
     for (const i of [0, 1, 300, 511]) expect(rmp.state(SIZE_2M + i * PAGE_SIZE)).toBe('GUEST_VALID');
   });
+
+  // APM §15.36.3: PVALIDATE "allows the guest to write the Validated flag" — that flag only
+  // (VeriSMo's RMP model likewise). The masks are RMPUPDATE's and RMPADJUST's business.
+  it('changes only VALIDATED: the VMPL masks and the VMSA bit survive a rescind and a revalidation', () => {
+    const rmp = invalidPage();
+    expect(rmp.read(spa).vmplPerms).toEqual([VMPL_PERMS_ALL, 0, 0, 0]); // from RMPUPDATE
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
+    expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', { vmpl: 2, perms: VmplPerm.READ, vmsa: true })).toBe(0);
+    const adjusted = rmp.read(spa);
+    expect(adjusted).toMatchObject({ vmsa: true, vmplPerms: [VMPL_PERMS_ALL, 0, VmplPerm.READ, 0] });
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', false)).toMatchObject({ status: RmpStatus.SUCCESS });
+    expect(rmp.read(spa)).toEqual({ ...adjusted, validated: false });
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
+    expect(rmp.read(spa)).toEqual(adjusted);
+  });
+
+  // APM §15.36.6 and Table 15-40: a 2M request on memory backed by 4K pages — a 4K RMP entry, or a
+  // 4K nested mapping, which is what a non-2M-aligned SPA means — returns FAIL_SIZEMISMATCH, and the
+  // guest retries page by page (Linux and coconut-svsm fall back on exactly this code).
+  it('a 2M PVALIDATE backed by 4K pages is FAIL_SIZEMISMATCH (6): an unaligned SPA, or a 4K nested mapping', () => {
+    const { rmp } = table();
+    expect(rmp.rmpupdate(SIZE_2M, guestUpdate(3 * SIZE_2M, '2M'))).toBe(RmpStatus.SUCCESS);
+    const mismatch = { status: RmpStatus.FAIL_SIZEMISMATCH, noUpdate: false };
+    // GPA 2M-aligned, SPA not: the host maps the region with 4K pages.
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M, SIZE_2M + PAGE_SIZE, '2M', true)).toEqual(mismatch);
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M, 5 * SIZE_2M + 7 * PAGE_SIZE, '2M', true)).toEqual(mismatch);
+    // Aligned, but the CPU found a 4K nested mapping.
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M, SIZE_2M, '2M', true, '4K')).toEqual(mismatch);
+    expect(rmp.state(SIZE_2M)).toBe('GUEST_INVALID');
+    // A misaligned GPA is still bad input.
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M + PAGE_SIZE, SIZE_2M, '2M', true)).toMatchObject({
+      status: RmpStatus.FAIL_INPUT,
+    });
+  });
+
+  // APM §15.36.11 and Table 15-40: "the guest performs a PVALIDATE or RMPADJUST on a 4KB page that
+  // is backed by a 2MB page. In this case, these instructions will cause a #VMEXIT(NPF) with the
+  // SIZEM bit set"; the host PSMASHes and the guest retries. Also through a 2M nested mapping (§15.36.6).
+  it('a 4K PVALIDATE on a page of a 2M RMP entry is a #NPF (RMP, SIZEM) and changes nothing; after PSMASH it works', () => {
+    const { rmp } = table();
+    expect(rmp.rmpupdate(SIZE_2M, guestUpdate(3 * SIZE_2M, '2M'))).toBe(RmpStatus.SUCCESS);
+    const page = 9 * PAGE_SIZE;
+    const before = rmp.generation;
+    for (const [at, nested] of [
+      [0, '4K'],
+      [page, '4K'],
+      [page, '2M'],
+    ] as const) {
+      const r = rmp.pvalidate(VMPL0, 3 * SIZE_2M + at, SIZE_2M + at, '4K', true, nested);
+      expect(r).toMatchObject({ kind: '#NPF', exitInfoBits: NPF_RMP + NPF_SIZEM });
+      expect(r).not.toHaveProperty('status');
+    }
+    expect(rmp.generation).toBe(before);
+    expect(NPF_SIZEM).toBe(2 ** 35);
+    // A 4K request through a 2M nested mapping is refused even on a 4K RMP entry.
+    expect(rmp.rmpupdate(0x1000, guestUpdate(0x1000))).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, 0x1000, 0x1000, '4K', true, '2M')).toMatchObject({ kind: '#NPF' });
+    expect(rmp.psmash(SIZE_2M)).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M + page, SIZE_2M + page, '4K', true)).toEqual({
+      status: RmpStatus.SUCCESS,
+      noUpdate: false,
+    });
+    expect(rmp.state(SIZE_2M + page)).toBe('GUEST_VALID');
+    expect(rmp.state(SIZE_2M + page + PAGE_SIZE)).toBe('GUEST_INVALID');
+  });
+
+  // A guest never runs with ASID 0 (VMRUN refuses it); the RMP must not take ASID 0 for a guest
+  // either, or "its" pages would be the firmware's and the reclaimed ones (assigned, ASID 0).
+  it('fails for ASID 0 (the host), even on an assigned ASID-0 page at that GPA', () => {
+    const { rmp, fw } = table();
+    fw.write(spa, entry({ assigned: true })); // RECLAIM: assigned, ASID 0, GPA 0, mutable
+    const host = { asid: 0, vmpl: 0 };
+    expect(rmp.pvalidate(host, 0, spa, '4K', true)).toEqual({
+      status: RmpStatus.FAIL_INPUT,
+      noUpdate: false,
+    });
+    fw.write(spa, entry({ assigned: true, validated: true }));
+    expect(rmp.rmpadjust(host, 0, spa, '4K', { vmpl: 1, perms: 0, vmsa: true })).toBe(RmpStatus.FAIL_INPUT);
+    expect(rmp.read(spa)).toMatchObject({ vmsa: false, vmplPerms: [0, 0, 0, 0] });
+  });
 });
 
 describe('RMPADJUST', () => {
@@ -537,7 +654,7 @@ describe('RMPADJUST', () => {
   function validPage(): Rmp {
     const { rmp } = table();
     expect(rmp.rmpupdate(spa, guestUpdate(gpa))).toBe(RmpStatus.SUCCESS);
-    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true).status).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
     return rmp;
   }
 
@@ -597,19 +714,49 @@ describe('RMPADJUST', () => {
     expect(rmp.rmpupdate(spa, guestUpdate(gpa))).toBe(RmpStatus.SUCCESS);
     const read1 = { vmpl: 1, perms: VmplPerm.READ, vmsa: false };
     expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', read1)).toBe(RmpStatus.FAIL_INPUT); // not validated
-    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true).status).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, gpa, spa, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
     expect(rmp.rmpadjust({ asid: OTHER_ASID, vmpl: 0 }, gpa, spa, '4K', read1)).toBe(RmpStatus.FAIL_INPUT);
     expect(rmp.rmpadjust(VMPL0, gpa + PAGE_SIZE, spa, '4K', read1)).toBe(RmpStatus.FAIL_INPUT);
     expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', { ...read1, vmpl: 4 })).toBe(RmpStatus.FAIL_INPUT);
     expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', { ...read1, perms: 0x20 })).toBe(RmpStatus.FAIL_INPUT);
-    expect(rmp.rmpadjust(VMPL0, gpa, spa, '2M', read1)).toBe(RmpStatus.FAIL_SIZEMISMATCH);
+    // A 2M request at a GPA that is not 2M-aligned is bad input; over a 4K entry, a size mismatch.
+    expect(rmp.rmpadjust(VMPL0, gpa, spa, '2M', read1)).toBe(RmpStatus.FAIL_INPUT);
+    expect(rmp.rmpupdate(SIZE_2M, guestUpdate(SIZE_2M))).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, SIZE_2M, SIZE_2M, '4K', true)).toMatchObject({ status: RmpStatus.SUCCESS });
+    expect(rmp.rmpadjust(VMPL0, SIZE_2M, SIZE_2M, '2M', read1)).toBe(RmpStatus.FAIL_SIZEMISMATCH);
     expect(rmp.read(spa).vmplPerms).toEqual([VMPL_PERMS_ALL, 0, 0, 0]);
+    expect(rmp.read(SIZE_2M).vmplPerms).toEqual([VMPL_PERMS_ALL, 0, 0, 0]);
+  });
+
+  it('page sizes as for PVALIDATE (Table 15-40): 2M over 4K backing is FAIL_SIZEMISMATCH, 4K on a 2M entry a #NPF (SIZEM)', () => {
+    const { rmp } = table();
+    expect(rmp.rmpupdate(SIZE_2M, guestUpdate(3 * SIZE_2M, '2M'))).toBe(RmpStatus.SUCCESS);
+    expect(rmp.pvalidate(VMPL0, 3 * SIZE_2M, SIZE_2M, '2M', true)).toMatchObject({
+      status: RmpStatus.SUCCESS,
+    });
+    const read1 = { vmpl: 1, perms: VmplPerm.READ, vmsa: false };
+    const before = rmp.generation;
+    expect(rmp.rmpadjust(VMPL0, 3 * SIZE_2M, SIZE_2M + PAGE_SIZE, '2M', read1)).toBe(
+      RmpStatus.FAIL_SIZEMISMATCH,
+    );
+    expect(rmp.rmpadjust(VMPL0, 3 * SIZE_2M, SIZE_2M, '2M', read1, '4K')).toBe(RmpStatus.FAIL_SIZEMISMATCH);
+    const page = 3 * PAGE_SIZE;
+    expect(rmp.rmpadjust(VMPL0, 3 * SIZE_2M + page, SIZE_2M + page, '4K', read1)).toMatchObject({
+      kind: '#NPF',
+      exitInfoBits: NPF_RMP + NPF_SIZEM,
+      reason: expect.stringMatching(
+        /^RMP: 4K RMPADJUST of GPA 0x603000, backed by a 2M RMP entry/,
+      ) as unknown,
+    });
+    expect(rmp.generation).toBe(before);
+    expect(rmp.rmpadjust(VMPL0, 3 * SIZE_2M, SIZE_2M, '2M', read1)).toBe(RmpStatus.SUCCESS);
+    expect(rmp.read(SIZE_2M + page).vmplPerms).toEqual([VMPL_PERMS_ALL, VmplPerm.READ, 0, 0]);
   });
 
   // APM vol. 2 §15.36.12: the VMSA bit "can be set by the AMD-SP or by a vCPU running at VMPL0 using
   // RMPADJUST"; OVMF SevSnpRmpAdjust: "The VMSA change is only made when running at VMPL0 and is
-  // ignored otherwise". Rmp.rmpadjust copies target.vmsa whatever the current VMPL. (Reported.)
-  it.fails('RMPADJUST below VMPL0 does not change the VMSA bit (APM §15.36.12)', () => {
+  // ignored otherwise" — ignored, not refused: the instruction still succeeds for the permissions.
+  it('RMPADJUST below VMPL0 does not change the VMSA bit (APM §15.36.12), and still sets the permissions', () => {
     const rmp = validPage();
     expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', { vmpl: 1, perms: VmplPerm.READ, vmsa: true })).toBe(0);
     expect(rmp.read(spa).vmsa).toBe(true);
@@ -618,6 +765,16 @@ describe('RMPADJUST', () => {
       0,
     );
     expect(rmp.read(spa).vmsa).toBe(true);
+    // Nor set it: a VMPL1 that may write a page must not turn it into a VMSA.
+    expect(rmp.rmpadjust(VMPL0, gpa, spa, '4K', { vmpl: 1, perms: VmplPerm.READ, vmsa: false })).toBe(0);
+    expect(rmp.read(spa).vmsa).toBe(false);
+    expect(
+      rmp.rmpadjust({ asid: ASID, vmpl: 1 }, gpa, spa, '4K', { vmpl: 3, perms: VmplPerm.READ, vmsa: true }),
+    ).toBe(RmpStatus.SUCCESS);
+    expect(rmp.read(spa)).toMatchObject({
+      vmsa: false,
+      vmplPerms: [VMPL_PERMS_ALL, VmplPerm.READ, 0, VmplPerm.READ],
+    });
   });
 });
 
@@ -704,9 +861,32 @@ describe('checkGuestAccess', () => {
   });
 
   // APM Table 15-39: an SNP guest's C=0 *write* gets the Hypervisor-Owned check; a C=0 data read is
-  // not RMP-checked at all (it reads ciphertext, as the host may). Rmp.checkGuestAccess faults reads too.
-  it.fails('a shared (C=0) read of an assigned page is not checked (APM Table 15-39)', () => {
-    expect(withEntry({}).checkGuestAccess(snp0, gpa, spa, 'read', false)).toBeUndefined();
+  // not RMP-checked at all (it reads ciphertext, as the host may).
+  it('a shared (C=0) read of an assigned page is not checked (APM Table 15-39)', () => {
+    for (const [name, e] of STATE_ENTRIES) {
+      const { rmp, fw } = table();
+      fw.write(spa, e);
+      expect(rmp.checkGuestAccess(snp0, gpa, spa, 'read', false), name).toBeUndefined();
+      expect(rmp.checkGuestAccess({ ...snp0, vmpl: 3 }, gpa, spa, 'read', false), name).toBeUndefined();
+    }
+  });
+
+  // Hypervisor-Owned for a 2M mapping: "all of the 4KB sub-pages ... must have Assigned = 0" (APM
+  // §15.36.10). The model's MMU maps 4K only; the RMP check takes the size as a parameter.
+  it('a shared write through a 2M nested mapping needs every 4K page of it unassigned', () => {
+    const { rmp, fw } = table();
+    const base = 3 * SIZE_2M;
+    expect(rmp.checkGuestAccess(snp0, 0, base + PAGE_SIZE, 'write', false, '2M')).toBeUndefined();
+    fw.write(base + 400 * PAGE_SIZE, entry({ assigned: true, asid: ASID, gpa: 0x1000 }));
+    expect(rmp.checkGuestAccess(snp0, 0, base + PAGE_SIZE, 'write', false, '2M')).toMatchObject({
+      kind: '#NPF',
+      exitInfoBits: NPF_RMP,
+    });
+    expect(rmp.checkGuestAccess(snp0, 0, base + PAGE_SIZE, 'write', false, '4K')).toBeUndefined();
+    // HV_FIXED pages are hypervisor-owned (ASSIGNED 0).
+    fw.write(spa, entry({ immutable: true }));
+    expect(rmp.checkGuestAccess(snp0, gpa, spa, 'write', false)).toBeUndefined();
+    expect(rmp.checkGuestAccess({ ...snp0, snp: false }, gpa, spa, 'write', true)).toBeUndefined();
   });
 
   it('VMPL permissions: VMPL0 has everything; a lower VMPL needs READ, WRITE or EXEC_SUPERVISOR, else #NPF with the VMPL bit', () => {
@@ -752,7 +932,7 @@ describe('checkGuestAccess', () => {
     }
   });
 
-  it('a page of a 2M guest entry is reached at its slice of the GPA range', () => {
+  it('a page of a 2M guest entry is reached (through a 2M nested mapping) at its slice of the GPA range', () => {
     const { rmp, fw } = table();
     fw.write(
       2 * SIZE_2M,
@@ -766,11 +946,45 @@ describe('checkGuestAccess', () => {
       }),
     );
     const inside = 2 * SIZE_2M + 17 * PAGE_SIZE;
-    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 17 * PAGE_SIZE, inside, 'read', true)).toBeUndefined();
-    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 18 * PAGE_SIZE, inside, 'read', true)).toMatchObject({
+    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 17 * PAGE_SIZE, inside, 'read', true, '2M')).toBeUndefined();
+    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 18 * PAGE_SIZE, inside, 'read', true, '2M')).toMatchObject({
       kind: '#NPF',
       reason: expect.stringMatching(/\(remapped\)/) as unknown,
     });
+  });
+
+  // APM §15.36.10, Page-Size: "If the nested page table indicates a 2MB or 1GB page size, the
+  // Page_Size field of the RMP entry of the target page is 1. If the nested page table indicates a
+  // 4KB page size, the Page_Size field ... is 0." KVM (sev_handle_rmp_fault) PSMASHes on such a
+  // fault: "Guest access via NPT can trigger an #NPF if the NPT mapping is smaller than what is
+  // indicated by the 2MB RMP entry". It ranks with the other #NPF checks, above Validated (#VC).
+  it('Page-Size: a 4K nested mapping of a 2M RMP page, or a 2M one of a 4K page, is #NPF (RMP, ENC; no SIZEM)', () => {
+    const { rmp, fw } = table();
+    const large = entry({ assigned: true, pageSize: '2M', asid: ASID, gpa: SIZE_2M, validated: true });
+    fw.write(2 * SIZE_2M, large);
+    const inside = 2 * SIZE_2M + 17 * PAGE_SIZE;
+    const pageSizeFault = {
+      kind: '#NPF',
+      exitInfoBits: NPF_RMP + NPF_ENC,
+      reason: expect.stringMatching(/is a 2M RMP page reached through a 4K nested mapping/) as unknown,
+    };
+    for (const access of ['read', 'write', 'fetch'] as const)
+      expect(rmp.checkGuestAccess(snp0, SIZE_2M + 17 * PAGE_SIZE, inside, access, true)).toMatchObject(
+        pageSizeFault,
+      );
+    // Above the validation check: an unvalidated 2M page reached through 4K is an #NPF, not a #VC.
+    fw.write(2 * SIZE_2M, { ...large, validated: false });
+    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 17 * PAGE_SIZE, inside, 'read', true)).toMatchObject(
+      pageSizeFault,
+    );
+    // The other way round.
+    expect(withEntry({}).checkGuestAccess(snp0, gpa, spa, 'read', true, '2M')).toMatchObject({
+      kind: '#NPF',
+      exitInfoBits: NPF_RMP + NPF_ENC,
+      reason: expect.stringMatching(/is a 4K RMP page reached through a 2M nested mapping/) as unknown,
+    });
+    // Shared reads are not checked, whatever the sizes.
+    expect(rmp.checkGuestAccess(snp0, SIZE_2M + 17 * PAGE_SIZE, inside, 'read', false)).toBeUndefined();
   });
 
   // EXITINFO1 bits 31 (RMP), 34 (ENC), 36 (VMPL) (APM §15.36.10; KVM PFERR_GUEST_*): above bit 31, so
@@ -843,16 +1057,17 @@ describe('checkHostWrite', () => {
   });
 
   // APM Table 15-39: host data writes get the Hypervisor-Owned check, which is ASSIGNED = 0; an
-  // HV_FIXED page (ASSIGNED 0, IMMUTABLE 1) is hypervisor-owned. Rmp.checkHostWrite also faults on IMMUTABLE.
-  it.fails(
-    'a host write into an HV_FIXED page is allowed (APM Table 15-39: Hypervisor-Owned = ASSIGNED 0)',
-    () => {
-      const { rmp, fw } = table();
-      fw.write(spa, entry({ immutable: true }));
-      expect(rmp.state(spa)).toBe('HV_FIXED');
-      expect(() => rmp.checkHostWrite(spa, 8)).not.toThrow();
-    },
-  );
+  // HV_FIXED page (ASSIGNED 0, IMMUTABLE 1) is hypervisor-owned (Table 15-35: the hypervisor's pages
+  // have Immutable "-"). Linux writes PSP command buffers it keeps in HV_Fixed pages (sfs.c).
+  it('a host write into an HV_FIXED page is allowed (APM Table 15-39: Hypervisor-Owned = ASSIGNED 0)', () => {
+    const { rmp, fw } = table();
+    fw.write(spa, entry({ immutable: true }));
+    expect(rmp.state(spa)).toBe('HV_FIXED');
+    expect(() => rmp.checkHostWrite(spa, 8)).not.toThrow();
+    expect(() => rmp.checkHostWrite(spa - PAGE_SIZE, 3 * PAGE_SIZE)).not.toThrow();
+    // ... and it stays frozen against RMPUPDATE.
+    expect(rmp.rmpupdate(spa, guestUpdate(0x1000))).toBe(RmpStatus.FAIL_PERMISSION);
+  });
 });
 
 describe('random sequences of RMP instructions (property)', () => {
@@ -865,17 +1080,25 @@ describe('random sequences of RMP instructions (property)', () => {
   );
   const sizeArb = fc.constantFrom<RmpPageSize>('4K', '4K', '2M');
   const asidArb = fc.constantFrom(0, ASID, ASID, ASID, OTHER_ASID);
-  /** A guest instruction's size operand: mostly the size of the entry it aims at. */
-  const guestSizeArb = fc.constantFrom<RmpPageSize | 'entry'>('entry', 'entry', 'entry', '4K', '2M');
+  /** A guest instruction's size operand: mostly the size of the entry it aims at, else the other one. */
+  const guestSizeArb = fc.constantFrom<RmpPageSize | 'entry' | 'other'>(
+    'entry',
+    'entry',
+    'entry',
+    'other',
+    '4K',
+    '2M',
+  );
   /**
    * Where an instruction aims: a page (`pfn`), or — with `follow` — an entry the table holds now
-   * (the `pick`-th assigned one), named with its own GPA and ASID unless `wrong` says otherwise.
+   * (the `pick`-th assigned one), named with its own GPA and ASID unless `wrong` says otherwise
+   * (`host`: ASID 0, which VMRUN never runs as a guest — the instruction must change nothing).
    */
   const targetArb = fc.record({
     pfn: pfnArb,
     follow: fc.constantFrom(true, true, false),
     pick: fc.nat(),
-    wrong: fc.constantFrom<'none' | 'gpa' | 'asid'>('none', 'none', 'none', 'gpa', 'asid'),
+    wrong: fc.constantFrom<'none' | 'gpa' | 'asid' | 'host'>('none', 'none', 'none', 'gpa', 'asid', 'host'),
     asid: asidArb,
     gpaPfn: pfnArb,
   });
@@ -911,7 +1134,14 @@ describe('random sequences of RMP instructions (property)', () => {
 
   it('never throws, validates pages only through PVALIDATE, and never changes an immutable entry through a host instruction', () => {
     // Non-vacuity: how often the interesting cases happened over all runs.
-    const seen = { validations: 0, immutableKept: 0, smashes: 0, adjusts: 0, immutableRefused: 0 };
+    const seen = {
+      validations: 0,
+      immutableKept: 0,
+      smashes: 0,
+      adjusts: 0,
+      immutableRefused: 0,
+      hostRefused: 0,
+    };
     fc.assert(
       fc.property(fc.array(opArb, { minLength: 10, maxLength: 50, size: 'max' }), (ops) => {
         const { rmp } = table(SMALL);
@@ -948,27 +1178,51 @@ describe('random sequences of RMP instructions (property)', () => {
             const spa = followed?.spa ?? t.pfn * PAGE_SIZE;
             const current = rmp.read(spa);
             const gpa = followed !== undefined && t.wrong !== 'gpa' ? current.gpa : t.gpaPfn * PAGE_SIZE;
-            // A guest never runs with ASID 0 (VMRUN refuses it), so no guest instruction comes from it.
-            const asid = (followed !== undefined && t.wrong !== 'asid' ? current.asid : t.asid) || ASID;
+            const named = (followed !== undefined && t.wrong !== 'asid' ? current.asid : t.asid) || ASID;
+            const asid = t.wrong === 'host' ? 0 : named;
             const guest = { asid, vmpl: o.vmpl };
-            const size = o.size === 'entry' ? current.pageSize : o.size;
+            const other: RmpPageSize = current.pageSize === '2M' ? '4K' : '2M';
+            const size = o.size === 'entry' ? current.pageSize : o.size === 'other' ? other : o.size;
+            let status: number;
             if (o.op === 'pvalidate') {
               const r = rmp.pvalidate(guest, gpa, spa, size, o.validate);
-              expect([0, 1, 2, 6]).toContain(r.status);
-              if (r.noUpdate) expect(r.status).toBe(RmpStatus.SUCCESS);
-              if (r.status === RmpStatus.SUCCESS && !r.noUpdate && o.validate) {
-                seen.validations++;
-                const pfn = spa / PAGE_SIZE;
-                validatedRange = [pfn, pfn + (size === '2M' ? PAGES_PER_2M : 1)];
+              if ('kind' in r) {
+                status = -1;
+                // Only a 4K request on a 2M entry exits (the default nested mapping matches the
+                // request), changing nothing. (Rare here: the unit tests above cover it.)
+                expect(r).toMatchObject({ kind: '#NPF', exitInfoBits: NPF_RMP + NPF_SIZEM });
+                expect([size, current.pageSize]).toEqual(['4K', '2M']);
+                expect(rmp.generation).toBe(generation);
+              } else {
+                status = r.status;
+                expect([0, 1, 2, 6]).toContain(r.status);
+                if (r.noUpdate) expect(r.status).toBe(RmpStatus.SUCCESS);
+                if (r.status === RmpStatus.SUCCESS && !r.noUpdate && o.validate) {
+                  seen.validations++;
+                  const pfn = spa / PAGE_SIZE;
+                  validatedRange = [pfn, pfn + (size === '2M' ? PAGES_PER_2M : 1)];
+                }
               }
             } else {
-              const st = rmp.rmpadjust(guest, gpa, spa, size, {
+              const r = rmp.rmpadjust(guest, gpa, spa, size, {
                 vmpl: o.targetVmpl,
                 perms: o.perms,
                 vmsa: o.vmsa,
               });
-              expect([0, 1, 2, 6]).toContain(st);
-              if (st === RmpStatus.SUCCESS) seen.adjusts++;
+              if (typeof r !== 'number') {
+                status = -1;
+                expect(r).toMatchObject({ kind: '#NPF', exitInfoBits: NPF_RMP + NPF_SIZEM });
+                expect([size, current.pageSize]).toEqual(['4K', '2M']);
+                expect(rmp.generation).toBe(generation);
+              } else {
+                status = r;
+                expect([0, 1, 2, 6]).toContain(r);
+                if (r === RmpStatus.SUCCESS) seen.adjusts++;
+              }
+            }
+            if (asid === 0) {
+              expect(status).toBe(RmpStatus.FAIL_INPUT);
+              seen.hostRefused++;
             }
           }
           if (rmp.generation === generation) continue; // nothing changed (every failure)
@@ -983,6 +1237,12 @@ describe('random sequences of RMP instructions (property)', () => {
               expect(p >= lo && p < hi).toBe(true);
             }
             if (now.validated) expect(now.assigned && now.asid !== 0 && !now.immutable).toBe(true);
+            // VMPL0 holds every right on every page RMPUPDATE assigned, and nothing lowers it.
+            if (now.assigned) expect(now.vmplPerms[0]).toBe(VMPL_PERMS_ALL);
+            // PVALIDATE writes VALIDATED only; RMPADJUST the masks, and the VMSA bit only from VMPL0.
+            if (o.op === 'pvalidate')
+              expect({ ...now, validated: was.validated }, `page ${p} by PVALIDATE`).toEqual(was);
+            if (o.op === 'rmpadjust' && o.vmpl !== 0) expect(now.vmsa).toBe(was.vmsa);
             // The host's instructions never change an immutable entry.
             if (host && was.immutable) {
               if (encodeRmpEntry(now).compare(encodeRmpEntry(was)) !== 0)
@@ -1011,10 +1271,13 @@ describe('random sequences of RMP instructions (property)', () => {
       }),
       { numRuns: 100 },
     );
-    expect(seen.validations).toBeGreaterThan(20);
+    // Margins well below what 40 runs measured (the counts are heavy-tailed: immutableKept, typically
+    // in the thousands, fell below 100 in 2 of 20 runs before these margins were set).
+    expect(seen.validations).toBeGreaterThan(10);
     expect(seen.smashes).toBeGreaterThan(0);
-    expect(seen.adjusts).toBeGreaterThan(3);
-    expect(seen.immutableRefused).toBeGreaterThan(10);
-    expect(seen.immutableKept).toBeGreaterThan(100);
+    expect(seen.adjusts).toBeGreaterThan(0);
+    expect(seen.immutableRefused).toBeGreaterThan(5);
+    expect(seen.immutableKept).toBeGreaterThan(10);
+    expect(seen.hostRefused).toBeGreaterThan(10);
   });
 });

@@ -33,14 +33,16 @@ import {
   NPF_ENC,
   NPF_FINAL_GPA,
   NPF_RMP,
+  NPF_SIZEM,
   NPF_VMPL,
+  PAGES_PER_2M,
   PAGE_SIZE,
   PF_PRESENT,
   PF_USER,
   PF_WRITE,
   RmpStatus,
   Soc,
-  VC_NPF_ERROR_CODE,
+  VC_PAGE_NOT_VALIDATED,
   VMEXIT_INVALID,
   VMPL_PERMS_ALL,
   VmplPerm,
@@ -73,6 +75,9 @@ const GPA = {
   data3: 0x1_2000,
   ghcb: 0x2_0000,
 } as const;
+/** A 2 MiB-aligned GPA range the tests back with a 2 MiB-aligned host block (see `mapLargePage`). */
+const GPA_2M = 0x20_0000;
+const SIZE_2M = PAGE_SIZE * PAGES_PER_2M;
 /** Guest-virtual aliases that exist only with paging on: data2 privately, data shared (C=0). */
 const VA_PRIVATE_ALIAS = 0x10_0000;
 const VA_SHARED_ALIAS = 0x10_1000;
@@ -176,6 +181,20 @@ class Machine {
   /** Guest memory written under the guest key (LAUNCH_UPDATE's re-encryption in place). */
   writePrivate(gpa: number, data: Uint8Array): void {
     this.caps.dma.write(this.spa(gpa), data, ASID);
+  }
+
+  /**
+   * A 2 MiB host block, 2 MiB-aligned, mapped (with 4K nested entries: the only kind the model has)
+   * at GPA_2M..+2M, so that the RMP may hold it as one 2M page. Returns the block's SPA.
+   */
+  mapLargePage(): number {
+    const block = this.hv.frames.allocateAligned(SIZE_2M, SIZE_2M);
+    this.vm.npt.mapRange(GPA_2M, block, PAGES_PER_2M, {
+      writable: true,
+      executable: false,
+      hostEncrypted: false,
+    });
+    return block;
   }
 
   /** Guest memory as the guest sees it privately (decrypted with its key). */
@@ -372,6 +391,30 @@ describe('host writes and reads on an SNP host', () => {
     expect(mem.read(spa, 8, false).toString()).toBe('mine now');
   });
 
+  // APM Table 15-39: host writes get the Hypervisor-Owned check (ASSIGNED = 0); HV_FIXED pages pass it
+  // (Linux keeps PSP command buffers in HV_Fixed pages and writes the commands into them).
+  it('a host write into an HV_FIXED page goes through; the page stays out of RMPUPDATE’s reach', () => {
+    const m = new Machine({ seed: 'hv-fixed' });
+    const spa = m.hv.frames.allocate();
+    m.caps.rmp.write(spa, {
+      assigned: false,
+      pageSize: '4K',
+      immutable: true,
+      gpa: 0,
+      asid: 0,
+      vmsa: false,
+      validated: false,
+      metadata: false,
+      vmplPerms: [0, 0, 0, 0],
+    });
+    expect(m.soc.rmpread(spa)).toMatchObject({ assigned: false, immutable: true });
+    m.soc.hostMemory.write(spa, Buffer.from('psp command'), false);
+    expect(m.soc.hostMemory.read(spa, 11, false).toString()).toBe('psp command');
+    expect(
+      m.soc.rmpupdate(spa, { assigned: true, pageSize: '4K', immutable: false, gpa: 0, asid: ASID }),
+    ).toBe(RmpStatus.FAIL_PERMISSION);
+  });
+
   it('before SNP_INIT nothing is checked', () => {
     const m = new Machine({ seed: 'no-rmp', rmp: false, snp: false });
     expect(m.soc.rmpEnabled).toBe(false);
@@ -447,7 +490,14 @@ describe('RMP checks on an SNP guest’s accesses', () => {
     expect(
       m.soc.rmpupdate(spa, { assigned: true, pageSize: '4K', immutable: false, gpa: GPA.data, asid: ASID }),
     ).toBe(RmpStatus.SUCCESS);
-    expect(m.soc.rmpread(spa)).toMatchObject({ assigned: true, validated: false, asid: ASID, gpa: GPA.data });
+    // RMPUPDATE gave VMPL0 every right and the other VMPLs none (APM §15.36.7); PVALIDATE changes neither.
+    expect(m.soc.rmpread(spa)).toMatchObject({
+      assigned: true,
+      validated: false,
+      asid: ASID,
+      gpa: GPA.data,
+      vmplPerms: [VMPL_PERMS_ALL, 0, 0, 0],
+    });
     const log = newLog();
     m.guest.add(function* () {
       yield* load(log, GPA.data + 8, 8);
@@ -470,8 +520,8 @@ describe('RMP checks on an SNP guest’s accesses', () => {
     const exit = m.run();
     expect(exit.code).toBe(SvmExit.HLT);
     expect(log.faults.map((f) => [f.vector, f.address, f.errorCode])).toEqual([
-      ['#VC', GPA.data + 8, VC_NPF_ERROR_CODE],
-      ['#VC', GPA.data, VC_NPF_ERROR_CODE],
+      ['#VC', GPA.data + 8, VC_PAGE_NOT_VALIDATED],
+      ['#VC', GPA.data, VC_PAGE_NOT_VALIDATED],
     ]);
     expect(log.faults[0]?.message).toMatch(/not validated/);
     expect(log.results).toEqual([
@@ -486,24 +536,33 @@ describe('RMP checks on an SNP guest’s accesses', () => {
   });
 
   // APM §15.36.10: "A failure of the page validation check results in a #VC with error code
-  // PAGE_NOT_VALIDATED (0x404). The faulting guest virtual address is saved to CR2". The model uses
-  // 0x400 (VC_NPF_ERROR_CODE) and the core sets CR2 for #PF only. (Reported.)
-  it.fails('the #VC of an unvalidated page has error code PAGE_NOT_VALIDATED (0x404)', () => {
-    expect(VC_NPF_ERROR_CODE).toBe(0x404);
+  // PAGE_NOT_VALIDATED (0x404). The faulting guest virtual address is saved to CR2".
+  it('the #VC of an unvalidated page has error code PAGE_NOT_VALIDATED (0x404)', () => {
+    expect(VC_PAGE_NOT_VALIDATED).toBe(0x404);
   });
 
-  it.fails('the #VC of an unvalidated page leaves the faulting VA in CR2 (saved in the VMSA)', () => {
-    const m = new Machine({ seed: 'vc-cr2' });
-    m.assign(GPA.data, { validated: false });
+  it('the #VC of an unvalidated page leaves the faulting VA in CR2 (saved in the VMSA); other #VCs do not', () => {
+    const m = new Machine({ seed: 'vc-cr2', paging: true });
+    m.assign(GPA.data2, { validated: false });
     const log = newLog();
     m.guest.add(function* () {
-      yield* load(log, GPA.data + 0x18, 8);
+      // Through the paging alias, so that CR2 shows the VA, not the GPA.
+      yield* load(log, VA_PRIVATE_ALIAS + 0x18, 8);
+      try {
+        yield { op: 'vmmcall', registers: { rax: 0n, rbx: 0n, rcx: 0n, rdx: 0n } };
+      } catch (err) {
+        log.faults.push(err as GuestException);
+      }
       yield { op: 'hlt' };
     });
     m.addVcpu();
+    expect(m.vmsa().cr2).toBe(0n);
     expect(m.run().code).toBe(SvmExit.HLT);
-    expect(log.faults.map((f) => f.vector)).toEqual(['#VC']);
-    expect(m.vmsa().cr2).toBe(BigInt(GPA.data + 0x18));
+    expect(log.faults.map((f) => [f.vector, f.errorCode])).toEqual([
+      ['#VC', 0x404],
+      ['#VC', SvmExit.VMMCALL],
+    ]);
+    expect(m.vmsa().cr2).toBe(BigInt(VA_PRIVATE_ALIAS + 0x18));
   });
 
   it('PVALIDATE of a page that is not the guest’s, or at a GVA not 2M-aligned for a 2M page, fails with FAIL_INPUT', () => {
@@ -531,9 +590,9 @@ describe('RMP checks on an SNP guest’s accesses', () => {
 
   // APM §15.36.11 (Table 15-40): a 2M PVALIDATE on memory the RMP holds as 4K pages returns
   // FAIL_SIZEMISMATCH, and the guest retries page by page (Linux falls back only on that code, and
-  // terminates on any other). Rmp.pvalidate answers FAIL_INPUT when the *SPA* is not 2M-aligned — a fact
-  // the guest cannot see; here GPA 0 is 2M-aligned but backed by 4K host frames. (Reported.)
-  it.fails('a 2M PVALIDATE at a 2M-aligned GPA backed by 4K RMP pages is FAIL_SIZEMISMATCH (6)', () => {
+  // terminates on any other) — not FAIL_INPUT, though the SPA is not 2M-aligned: a fact the guest
+  // cannot see. Here GPA 0 is 2M-aligned but backed by 4K host frames.
+  it('a 2M PVALIDATE at a 2M-aligned GPA backed by 4K RMP pages is FAIL_SIZEMISMATCH (6)', () => {
     const m = new Machine({ seed: 'pvalidate-2m' });
     const log = newLog();
     m.guest.add(function* () {
@@ -575,6 +634,26 @@ describe('RMP checks on an SNP guest’s accesses', () => {
     expect(exit.reason).toMatch(/RMP: write to .*an assigned page/);
   });
 
+  // APM Table 15-39 checks an SNP guest's C=0 accesses on writes only: a shared read of a private
+  // page is allowed and yields ciphertext, as a host read would.
+  it('a shared (C=0) read of a page assigned to the guest is not checked: it reads ciphertext', () => {
+    const m = new Machine({ seed: 'shared-read', paging: true });
+    m.writePrivate(GPA.data, SECRET);
+    m.assign(GPA.data);
+    const log = newLog();
+    m.guest.add(function* () {
+      yield* load(log, VA_SHARED_ALIAS, SECRET.length);
+      yield* load(log, GPA.data, SECRET.length);
+      yield { op: 'hlt' };
+    });
+    m.addVcpu();
+    expect(m.run().code).toBe(SvmExit.HLT);
+    expect(log.faults).toEqual([]);
+    expect(log.loads).toHaveLength(2);
+    expect(log.loads[0]?.equals(SECRET)).toBe(false);
+    expect(log.loads[1]).toEqual(SECRET);
+  });
+
   it('a shared (C=0) write to a page assigned to the guest exits with #NPF (RMP bit, no ENC); to the hypervisor-owned GHCB it works', () => {
     const m = new Machine({ seed: 'shared', paging: true });
     m.writePrivate(GPA.data, SECRET);
@@ -590,7 +669,7 @@ describe('RMP checks on an SNP guest’s accesses', () => {
     const exit = m.run();
     expect(exit.code).toBe(SvmExit.NPF);
     expect(exit.exitInfo2).toBe(GPA.data);
-    expect(exit.reason).toMatch(/shared \(C=0\) access/);
+    expect(exit.reason).toMatch(/shared \(C=0\) write/);
     expect(m.soc.hostMemory.read(m.spa(GPA.ghcb), 20, false).toString()).toBe('shared with the host');
     expect(m.readPrivate(GPA.data, SECRET.length)).toEqual(SECRET);
     // The host converts the page to shared (RMPUPDATE → hypervisor); the restarted store goes through in plaintext.
@@ -681,6 +760,125 @@ describe('RMP checks on an SNP guest’s accesses', () => {
     expect(exit.exitInfo2).toBe(GPA.data);
     expect(exit.reason).toMatch(/remapped/);
     expect(log.loads).toHaveLength(1);
+  });
+});
+
+describe('2M RMP pages under the model’s 4K nested mappings (APM Tables 15-39, 15-40)', () => {
+  // Table 15-40 and §15.36.11: a 4K PVALIDATE of a page "backed by a 2MB page" is a #VMEXIT(NPF)
+  // with the SIZEM bit; "the hypervisor can smash the 2MB page and then allow the guest to retry".
+  it('a 4K PVALIDATE of a page the RMP holds as 2M exits with #NPF (RMP, ENC, SIZEM); after PSMASH it restarts and succeeds', () => {
+    const m = new Machine({ seed: 'pvalidate-sizem' });
+    const block = m.mapLargePage();
+    expect(
+      m.soc.rmpupdate(block, { assigned: true, pageSize: '2M', immutable: false, gpa: GPA_2M, asid: ASID }),
+    ).toBe(RmpStatus.SUCCESS);
+    const va = GPA_2M + 5 * PAGE_SIZE;
+    const log = newLog();
+    m.guest.add(function* () {
+      // 2M first, as Linux does: the nested mapping is 4K, so FAIL_SIZEMISMATCH, and the guest goes 4K.
+      log.results.push(
+        (yield { op: 'pvalidate', va: GPA_2M, size: '2M', validate: true }) as RmpInstructionResult,
+      );
+      log.results.push((yield { op: 'pvalidate', va, size: '4K', validate: true }) as RmpInstructionResult);
+      yield { op: 'store', va, data: SECRET };
+      yield* load(log, va, SECRET.length);
+      yield { op: 'hlt' };
+    });
+    m.addVcpu();
+    const exit = m.run();
+    expect(exit.code).toBe(SvmExit.NPF);
+    expect(exit.exitInfo2).toBe(va);
+    const expected = NPF_FINAL_GPA + NPF_RMP + NPF_ENC + NPF_SIZEM + PF_PRESENT + PF_USER;
+    expect(expected).toBe(0xd_8000_0005);
+    expect(exit.exitInfo1).toBe(expected);
+    expect(m.control().exitInfo1).toBe(BigInt(expected));
+    expect(exit.reason).toMatch(/4K PVALIDATE .* 2M RMP entry/);
+    expect(exit.instructions).toBe(1); // the 2M PVALIDATE retired; the 4K one did not
+    expect(log.results).toEqual([{ status: RmpStatus.FAIL_SIZEMISMATCH, noUpdate: false }]);
+    expect(m.soc.rmpread(block + 5 * PAGE_SIZE)).toMatchObject({ pageSize: '2M', validated: false });
+
+    // What KVM does with SIZEM: PSMASH the 2M entry and resume the guest.
+    expect(m.soc.psmash(block)).toBe(RmpStatus.SUCCESS);
+    expect(m.run().code).toBe(SvmExit.HLT);
+    expect(log.results).toEqual([
+      { status: RmpStatus.FAIL_SIZEMISMATCH, noUpdate: false },
+      { status: RmpStatus.SUCCESS, noUpdate: false },
+    ]);
+    expect(log.loads).toEqual([SECRET]);
+    expect(log.faults).toEqual([]);
+    expect(m.soc.rmpread(block + 5 * PAGE_SIZE)).toMatchObject({ pageSize: '4K', validated: true, gpa: va });
+    expect(m.soc.rmpread(block + 6 * PAGE_SIZE)).toMatchObject({ pageSize: '4K', validated: false });
+  });
+
+  /** GPA_2M as a validated 2M guest page (what a 2M SNP_LAUNCH_UPDATE leaves), holding SECRET at +5 pages. */
+  function launchedLargePage(seed: string): { m: Machine; block: number } {
+    const m = new Machine({ seed });
+    const block = m.mapLargePage();
+    m.caps.dma.write(block + 5 * PAGE_SIZE, SECRET, ASID);
+    m.caps.rmp.write(block, {
+      assigned: true,
+      pageSize: '2M',
+      immutable: false,
+      gpa: GPA_2M,
+      asid: ASID,
+      vmsa: false,
+      validated: true,
+      metadata: false,
+      vmplPerms: [VMPL_PERMS_ALL, 0, 0, 0],
+    });
+    return { m, block };
+  }
+
+  it('RMPADJUST likewise: a 4K request on a 2M page exits with SIZEM, and restarts after PSMASH', () => {
+    const { m, block } = launchedLargePage('rmpadjust-sizem');
+    const va = GPA_2M + 5 * PAGE_SIZE;
+    const log = newLog();
+    m.guest.add(function* () {
+      log.results.push(
+        (yield {
+          op: 'rmpadjust',
+          va,
+          size: '4K',
+          targetVmpl: 1,
+          perms: VmplPerm.READ,
+          vmsa: false,
+        }) as RmpInstructionResult,
+      );
+      yield { op: 'hlt' };
+    });
+    m.addVcpu();
+    const exit = m.run();
+    expect(exit.code).toBe(SvmExit.NPF);
+    expect(exit.exitInfo1).toBe(NPF_FINAL_GPA + NPF_RMP + NPF_ENC + NPF_SIZEM + PF_PRESENT + PF_USER);
+    expect(exit.reason).toMatch(/4K RMPADJUST/);
+    expect(m.soc.psmash(block)).toBe(RmpStatus.SUCCESS);
+    expect(m.run().code).toBe(SvmExit.HLT);
+    expect(log.results).toEqual([{ status: RmpStatus.SUCCESS, noUpdate: false }]);
+    expect(m.soc.rmpread(block + 5 * PAGE_SIZE).vmplPerms).toEqual([VMPL_PERMS_ALL, VmplPerm.READ, 0, 0]);
+    expect(m.soc.rmpread(block + 6 * PAGE_SIZE).vmplPerms).toEqual([VMPL_PERMS_ALL, 0, 0, 0]);
+  });
+
+  // §15.36.10 Page-Size: a 4K nested mapping needs RMP Page_Size 0. With nested tables of 4K pages
+  // only, a guest reaches a 2M RMP page only once the host has smashed it (as KVM does on this fault).
+  it('a guest access to a page of a 2M RMP entry through a 4K nested mapping is #NPF (RMP, ENC; no SIZEM) until PSMASH', () => {
+    const { m, block } = launchedLargePage('page-size');
+    const va = GPA_2M + 5 * PAGE_SIZE;
+    const log = newLog();
+    m.guest.add(function* () {
+      yield* load(log, va, SECRET.length);
+      yield { op: 'hlt' };
+    });
+    m.addVcpu();
+    const exit = m.run();
+    expect(exit.code).toBe(SvmExit.NPF);
+    expect(exit.exitInfo2).toBe(va);
+    expect(exit.exitInfo1).toBe(NPF_FINAL_GPA + NPF_RMP + NPF_ENC + PF_PRESENT + PF_USER);
+    expect(exit.reason).toMatch(/2M RMP page reached through a 4K nested mapping/);
+    expect(log.loads).toEqual([]);
+    expect(m.soc.psmash(block)).toBe(RmpStatus.SUCCESS);
+    expect(m.run().code).toBe(SvmExit.HLT);
+    expect(log.loads).toEqual([SECRET]);
+    expect(log.faults).toEqual([]);
   });
 });
 

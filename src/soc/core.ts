@@ -24,8 +24,16 @@ import {
   LINE_SIZE,
   type MemoryController,
 } from './memory-controller.js';
-import type { Mmu, TranslationFault } from './mmu.js';
-import type { Rmp } from './rmp.js';
+import {
+  NPF_FINAL_GPA,
+  PF_PRESENT,
+  PF_USER,
+  VC_PAGE_NOT_VALIDATED,
+  type Mmu,
+  type NestedPageFault,
+  type TranslationFault,
+} from './mmu.js';
+import { NPF_ENC, type Rmp, type RmpViolation } from './rmp.js';
 import { PAGE_SIZE, type PagingFormat } from './paging.js';
 import {
   GuestException,
@@ -78,6 +86,20 @@ const DEFAULT_BUDGET = 1_000_000;
  */
 function guestFailure(err: unknown): string {
   return err instanceof GuestException ? err.message : 'an exception inside the guest';
+}
+
+/**
+ * The #VMEXIT(NPF) of a PVALIDATE/RMPADJUST that met a larger page (APM vol. 2 §15.36.11): on the
+ * final GPA, with the RMP and SIZEM bits. ENC when the guest's mapping had C=1 is inferred, not
+ * quoted: the APM defines ENC as the guest's effective C-bit, and KVM treats an #NPF as private
+ * only with ENC (npf_interception), so without it KVM would start a page conversion instead of
+ * the PSMASH. The low bits are those of the model's other RMP faults: present, user. The
+ * instruction restarts after the host's PSMASH.
+ */
+function rmpInstructionNpf(v: RmpViolation, gpa: number, isPrivate: boolean): NestedPageFault {
+  // Bits 31+ are added: JavaScript's `|` would keep only 32 of them.
+  const exitInfo1 = NPF_FINAL_GPA + (PF_PRESENT | PF_USER) + v.exitInfoBits + (isPrivate ? NPF_ENC : 0);
+  return { kind: '#NPF', gpa, exitInfo1, reason: v.reason };
 }
 
 /** A fault the core delivers: the MMU's, or an undefined opcode. */
@@ -578,14 +600,20 @@ export class Core {
         if (t.kind !== 'ok') return this.#recordFault(st, t);
         const guest = { asid: st.asid, vmpl: st.vmpl };
         if (insn.op === 'pvalidate') {
-          this.#valueOut = this.#rmp.pvalidate(guest, t.gpa, t.spa, insn.size, insn.validate);
+          const r = this.#rmp.pvalidate(guest, t.gpa, t.spa, insn.size, insn.validate, t.nestedPageSize);
+          if ('kind' in r) return this.#recordFault(st, rmpInstructionNpf(r, t.gpa, t.private));
+          this.#valueOut = r;
         } else {
-          const status = this.#rmp.rmpadjust(guest, t.gpa, t.spa, insn.size, {
-            vmpl: insn.targetVmpl,
-            perms: insn.perms,
-            vmsa: insn.vmsa,
-          });
-          this.#valueOut = { status, noUpdate: false };
+          const r = this.#rmp.rmpadjust(
+            guest,
+            t.gpa,
+            t.spa,
+            insn.size,
+            { vmpl: insn.targetVmpl, perms: insn.perms, vmsa: insn.vmsa },
+            t.nestedPageSize,
+          );
+          if (typeof r !== 'number') return this.#recordFault(st, rmpInstructionNpf(r, t.gpa, t.private));
+          this.#valueOut = { status: r, noUpdate: false };
         }
         this.#verifiedLine = -1;
         return OUTCOME_OK;
@@ -607,7 +635,10 @@ export class Core {
   }
 
   #recordFault(st: { cr2: bigint }, fault: DeliveredFault): Outcome {
-    if (fault.kind === '#PF') st.cr2 = BigInt(fault.va);
+    // CR2 takes the faulting VA on a #PF, and on the RMP's PAGE_NOT_VALIDATED #VC (APM vol. 2
+    // §15.36.10: "The faulting guest virtual address is saved to CR2"), not on other #VCs.
+    if (fault.kind === '#PF' || (fault.kind === '#VC' && fault.errorCode === VC_PAGE_NOT_VALIDATED))
+      st.cr2 = BigInt(fault.va);
     this.#faultOut = fault;
     return OUTCOME_FAULT;
   }

@@ -26,7 +26,7 @@ export {
   PF_FETCH,
   NPF_FINAL_GPA,
   NPF_GUEST_TABLE,
-  VC_NPF_ERROR_CODE,
+  VC_PAGE_NOT_VALIDATED,
   type PageFault,
   type NestedPageFault,
   type VcFault,

@@ -26,12 +26,14 @@ export type Instruction =
   | { readonly op: 'hlt' }
   /**
    * PVALIDATE (SNP, VMPL0): set or clear the RMP VALIDATED bit of the guest page at `va`; yields
-   * an RmpInstructionResult (status, and CF = "already had that value").
+   * an RmpInstructionResult (status, and CF = "already had that value"). A 4K request on a page the
+   * RMP holds as 2M yields nothing yet: it exits to the host (#NPF, SIZEM) and restarts after the
+   * host's PSMASH.
    */
   | { readonly op: 'pvalidate'; readonly va: number; readonly size: '4K' | '2M'; readonly validate: boolean }
   /**
-   * RMPADJUST (SNP): set a less privileged VMPL's permissions (and the VMSA bit) on the guest page
-   * at `va`; yields an RmpInstructionResult.
+   * RMPADJUST (SNP): set a less privileged VMPL's permissions (and, from VMPL0 only, the VMSA bit)
+   * on the guest page at `va`; yields an RmpInstructionResult, or exits and restarts as PVALIDATE.
    */
   | {
       readonly op: 'rmpadjust';

@@ -4,7 +4,7 @@
 import type { Cache } from './cache.js';
 import { KEY_HOST, KEY_NONE, type KeyId } from './memory-controller.js';
 import { PAGE_SIZE, PTE_SIZE, type PagingFormat, tableIndices } from './paging.js';
-import type { Rmp } from './rmp.js';
+import type { Rmp, RmpPageSize } from './rmp.js';
 
 export type AccessKind = 'read' | 'write' | 'fetch';
 
@@ -36,8 +36,8 @@ export interface NestedPageFault {
 
 /**
  * A #VC raised by the RMP check (SNP: a private access to a page the guest has not validated);
- * delivered to the guest's own handler. Error code: the NPF exit code 0x400, as the APM describes
- * the event [unverified against the APM].
+ * delivered to the guest's own handler with error code PAGE_NOT_VALIDATED, and the core leaves `va`
+ * in CR2 (APM vol. 2 §15.36.10).
  */
 export interface VcFault {
   readonly kind: '#VC';
@@ -48,8 +48,17 @@ export interface VcFault {
 
 export type TranslationFault = PageFault | NestedPageFault | VcFault;
 
-/** #VC error code of an RMP "page not validated" event. */
-export const VC_NPF_ERROR_CODE = 0x400;
+/**
+ * #VC error code of an RMP "page not validated" event: PAGE_NOT_VALIDATED, 0x404 (APM vol. 2
+ * §15.36.10: "A failure of the page validation check results in a #VC with error code
+ * PAGE_NOT_VALIDATED (0x404). The faulting guest virtual address is saved to CR2"). Linux's
+ * uapi/asm/svm.h has no name for it (its exit codes stop at VMGEXIT 0x403, then PML_FULL 0x407):
+ * its #VC handler treats the event as fatal.
+ */
+export const VC_PAGE_NOT_VALIDATED = 0x404;
+
+/** The only nested page size the model's nested tables map (their large-page bit is reserved here). */
+const NESTED_PAGE_SIZE: RmpPageSize = '4K';
 
 export interface Translation {
   readonly kind: 'ok';
@@ -214,12 +223,16 @@ export class Mmu {
 
   /**
    * The guest walk for PVALIDATE and RMPADJUST: GPA and SPA of `va`, with every check except the
-   * RMP check of the final page (those instructions exist to change that entry). Not cached.
+   * RMP check of the final page (those instructions exist to change that entry), the leaf's C-bit
+   * (the ENC bit of a #NPF they raise) and the nested mapping's page size (their size checks).
+   * Not cached.
    */
   translateForRmpInstruction(
     state: GuestPagingState,
     va: number,
-  ): { kind: 'ok'; gpa: number; spa: number } | TranslationFault {
+  ):
+    | { kind: 'ok'; gpa: number; spa: number; private: boolean; nestedPageSize: RmpPageSize }
+    | TranslationFault {
     const walked = this.#walk(state, va, 'read', false);
     if (walked.kind !== 'entry') return walked;
     const offset = va % PAGE_SIZE;
@@ -227,6 +240,8 @@ export class Mmu {
       kind: 'ok',
       gpa: walked.entry.gpaPage * PAGE_SIZE + offset,
       spa: walked.entry.spaPage * PAGE_SIZE + offset,
+      private: walked.entry.private,
+      nestedPageSize: NESTED_PAGE_SIZE,
     };
   }
 
@@ -332,9 +347,10 @@ export class Mmu {
       spa,
       access,
       isPrivate,
+      NESTED_PAGE_SIZE,
     );
     if (v === undefined) return undefined;
-    if (v.kind === '#VC') return { kind: '#VC', va, errorCode: VC_NPF_ERROR_CODE, reason: v.reason };
+    if (v.kind === '#VC') return { kind: '#VC', va, errorCode: VC_PAGE_NOT_VALIDATED, reason: v.reason };
     const code =
       (tableAccess ? NPF_GUEST_TABLE : NPF_FINAL_GPA) +
       (PF_PRESENT | PF_USER | (access === 'write' ? PF_WRITE : 0) | (access === 'fetch' ? PF_FETCH : 0));

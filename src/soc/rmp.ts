@@ -13,6 +13,8 @@ import { PAGE_SIZE } from './paging.js';
 /** Pages per 2 MiB RMP entry. */
 export const PAGES_PER_2M = 512;
 const SIZE_2M = PAGE_SIZE * PAGES_PER_2M;
+/** GPAs an entry can hold: GPA[50:12] (sev-reference §7.1); bit 51 up is the ASID field. */
+const GPA_LIMIT = 2 ** 51;
 
 /** Return codes of RMPUPDATE, PSMASH, PVALIDATE and RMPADJUST (APM vol. 3; Linux asm/sev.h). */
 export const RmpStatus = {
@@ -140,13 +142,73 @@ export interface RmpViolation {
   readonly reason: string;
 }
 
-/** #NPF EXITINFO1 bits of an RMP check (KVM PFERR_GUEST_*; sev-reference §7.2, unverified vs APM). */
+/**
+ * What PVALIDATE does: EAX and rFLAGS.CF — or, for a 4K request on a page the RMP holds as 2M, no
+ * return at all but a #VMEXIT(NPF) with the SIZEM bit (APM Table 15-40), after which the host
+ * PSMASHes and the guest's instruction restarts. (The #NPF's ENC bit is the caller's to add: it
+ * depends on the C-bit of the guest's mapping, which the RMP does not see.)
+ */
+export type PvalidateOutcome = { readonly status: RmpStatusCode; readonly noUpdate: boolean } | RmpViolation;
+/** What RMPADJUST does: EAX, or a #VMEXIT(NPF) with SIZEM as for PVALIDATE. */
+export type RmpadjustOutcome = RmpStatusCode | RmpViolation;
+
+/** #NPF EXITINFO1 bits of an RMP check (APM vol. 2 §15.36.10; KVM PFERR_GUEST_*). */
 export const NPF_RMP = 2 ** 31;
 export const NPF_ENC = 2 ** 34;
 export const NPF_SIZEM = 2 ** 35;
 export const NPF_VMPL = 2 ** 36;
 /** Host #PF error-code bit 31: the write hit an RMP-assigned page. */
 export const PF_RMP = 2 ** 31;
+
+type RmpGuestInstruction = 'PVALIDATE' | 'RMPADJUST';
+
+/** The #NPF of a 4K PVALIDATE/RMPADJUST on a larger page (APM §15.36.11: "with the SIZEM bit set"). */
+function sizeMismatchNpf(instruction: RmpGuestInstruction, gpa: number, backing: string): RmpViolation {
+  return {
+    kind: '#NPF',
+    exitInfoBits: NPF_RMP + NPF_SIZEM,
+    reason:
+      `RMP: 4K ${instruction} of GPA 0x${gpa.toString(16)}, backed by ${backing} ` +
+      '(SIZEM: the host must PSMASH)',
+  };
+}
+
+/**
+ * The checks of a PVALIDATE/RMPADJUST operand made before the RMP entry is read: a 2M request needs
+ * a 2M-aligned GPA (FAIL_INPUT) and a 2M nested mapping, hence a 2M-aligned SPA
+ * (FAIL_SIZEMISMATCH: APM §15.36.6, a 2M PVALIDATE of a page "mapped as 4KB in the nested page
+ * table" returns an error and the guest validates each 4K page instead); a 4K request through a 2M
+ * nested mapping is a #VMEXIT(NPF) (same section).
+ */
+function guestPageSizeCheck(
+  instruction: RmpGuestInstruction,
+  gpa: number,
+  spa: number,
+  size: RmpPageSize,
+  nestedPageSize: RmpPageSize,
+): RmpStatusCode | RmpViolation | undefined {
+  if (size === '2M') {
+    if (gpa % SIZE_2M !== 0) return RmpStatus.FAIL_INPUT;
+    if (nestedPageSize === '4K' || spa % SIZE_2M !== 0) return RmpStatus.FAIL_SIZEMISMATCH;
+  } else if (nestedPageSize === '2M') {
+    return sizeMismatchNpf(instruction, gpa, 'a 2M nested mapping');
+  }
+  return undefined;
+}
+
+/**
+ * APM Table 15-40 against the RMP entry: a 2M request on a 4K entry fails with FAIL_SIZEMISMATCH, a
+ * 4K one on a 2M entry is a #NPF.
+ */
+function entrySizeCheck(
+  instruction: RmpGuestInstruction,
+  e: RmpEntry,
+  gpa: number,
+  size: RmpPageSize,
+): RmpStatusCode | RmpViolation | undefined {
+  if (e.pageSize === size) return undefined;
+  return size === '2M' ? RmpStatus.FAIL_SIZEMISMATCH : sizeMismatchNpf(instruction, gpa, 'a 2M RMP entry');
+}
 
 /** A host write to a page the RMP assigns to a guest or the firmware. */
 export class HostRmpFault extends Error {
@@ -252,16 +314,23 @@ export class Rmp {
 
   /**
    * RMPUPDATE (host, CPL0): writes assigned/page size/immutable/ASID/GPA of one entry and clears
-   * VALIDATED, VMSA and the VMPL permissions. An immutable entry is the firmware's
-   * (FAIL_PERMISSION); a 2M update over assigned 4K entries, or a 4K update inside an assigned 2M
-   * entry, overlaps (FAIL_OVERLAP, Linux then PSMASHes and retries).
+   * VALIDATED and VMSA; an assigned page gets every permission for VMPL0 and none for VMPL1–3
+   * (APM vol. 2 §15.36.7: "When the hypervisor assigns a page to a guest using RMPUPDATE, full
+   * permissions are enabled for VMPL0 and are disabled for all other VMPLs"; VeriSMo's RMP model,
+   * rmp_perm_init, likewise). An immutable entry is the firmware's (FAIL_PERMISSION); a 2M update
+   * over assigned 4K entries, or a 4K update of any page of an assigned 2M entry, overlaps
+   * (FAIL_OVERLAP, Linux: "RMPUPDATE detected 4K page and 2MB page overlap"; KVM PSMASHes first).
    */
   rmpupdate(spa: number, next: RmpUpdateState): RmpStatusCode {
     if (!this.#enabled) return RmpStatus.FAIL_INPUT;
     if (spa % PAGE_SIZE !== 0 || !this.#inRange(spa, next.pageSize)) return RmpStatus.FAIL_INPUT;
     if (next.pageSize === '2M' && spa % SIZE_2M !== 0) return RmpStatus.FAIL_INPUT;
-    if (next.gpa % PAGE_SIZE !== 0 || (next.pageSize === '2M' && next.gpa % SIZE_2M !== 0))
+    const span = next.pageSize === '2M' ? SIZE_2M : PAGE_SIZE;
+    // The entry keeps GPA[50:12] only: a larger GPA would spill into the ASID bits of the encoded
+    // entry (and alias another page's reverse map), so it is refused like any other bad input.
+    if (!Number.isSafeInteger(next.gpa) || next.gpa < 0 || next.gpa + span > GPA_LIMIT)
       return RmpStatus.FAIL_INPUT;
+    if (next.gpa % span !== 0) return RmpStatus.FAIL_INPUT;
     if (!Number.isInteger(next.asid) || next.asid < 0 || next.asid > 0x3ff) return RmpStatus.FAIL_INPUT;
     if (!next.assigned && next.asid !== 0) return RmpStatus.FAIL_INPUT;
     const pfn = spa / PAGE_SIZE;
@@ -269,8 +338,9 @@ export class Rmp {
     if (current.immutable) return RmpStatus.FAIL_PERMISSION;
     const base = pfn - (pfn % PAGES_PER_2M);
     const large = this.#entries.get(base);
-    if (next.pageSize === '4K' && large?.pageSize === '2M' && large.assigned && base !== pfn)
-      return RmpStatus.FAIL_OVERLAP;
+    // Including the 2M page's own base: a 4K entry there would replace the 2M one and hand the other
+    // 511 pages, validated or not, silently back to the hypervisor.
+    if (next.pageSize === '4K' && large?.pageSize === '2M' && large.assigned) return RmpStatus.FAIL_OVERLAP;
     if (next.pageSize === '2M') {
       for (let i = 1; i < PAGES_PER_2M; i++) {
         const e = this.#entries.get(pfn + i);
@@ -287,7 +357,7 @@ export class Rmp {
       vmsa: false,
       validated: false,
       metadata: false,
-      vmplPerms: [0, 0, 0, 0],
+      vmplPerms: next.assigned ? [VMPL_PERMS_ALL, 0, 0, 0] : [0, 0, 0, 0],
     });
     return RmpStatus.SUCCESS;
   }
@@ -312,8 +382,15 @@ export class Rmp {
   // ---- guest instructions (the core calls these with the running guest's identity) ----
 
   /**
-   * PVALIDATE (guest, VMPL0 only): sets or clears VALIDATED of the guest's own page at `gpa`
-   * (translated to `spa` by the CPU). `noUpdate` is rFLAGS.CF: the bit already had that value.
+   * PVALIDATE (guest, VMPL0 only): sets or clears VALIDATED — and nothing else — of the guest's own
+   * page at `gpa` (translated to `spa` by the CPU). `noUpdate` is rFLAGS.CF: the bit already had
+   * that value. `nestedPageSize` is the size of the nested mapping the CPU found (default: the
+   * requested size, i.e. a matching mapping).
+   *
+   * Page sizes (APM vol. 2 §15.36.6, §15.36.11, Table 15-40): a 2M request over a 4K nested
+   * mapping or a 4K RMP entry returns FAIL_SIZEMISMATCH, and the guest retries page by page; a 4K
+   * request on a 2M RMP entry (or through a 2M nested mapping) is a #VMEXIT(NPF) with the SIZEM
+   * bit, for the host to PSMASH.
    */
   pvalidate(
     guest: { asid: number; vmpl: number },
@@ -321,31 +398,34 @@ export class Rmp {
     spa: number,
     size: RmpPageSize,
     validate: boolean,
-  ): { status: RmpStatusCode; noUpdate: boolean } {
+    nestedPageSize: RmpPageSize = size,
+  ): PvalidateOutcome {
     const fail = (status: RmpStatusCode) => ({ status, noUpdate: false });
+    // ASID 0 is the host, which has no PVALIDATE (#UD outside a guest); without this check "the
+    // guest of ASID 0" would own every firmware page.
+    if (guest.asid === 0) return fail(RmpStatus.FAIL_INPUT);
     if (guest.vmpl !== 0) return fail(RmpStatus.FAIL_PERMISSION);
-    if (size === '2M' && (gpa % SIZE_2M !== 0 || spa % SIZE_2M !== 0)) return fail(RmpStatus.FAIL_INPUT);
+    const sizeCheck = guestPageSizeCheck('PVALIDATE', gpa, spa, size, nestedPageSize);
+    if (sizeCheck !== undefined) return typeof sizeCheck === 'number' ? fail(sizeCheck) : sizeCheck;
     const pfn = Math.floor(spa / PAGE_SIZE);
     const e = this.lookup(spa);
     if (!e.assigned || e.asid !== guest.asid || e.immutable || e.gpa !== gpa - (gpa % PAGE_SIZE))
       return fail(RmpStatus.FAIL_INPUT);
-    if (e.pageSize !== size) return fail(RmpStatus.FAIL_SIZEMISMATCH);
+    const entrySize = entrySizeCheck('PVALIDATE', e, gpa, size);
+    if (entrySize !== undefined) return typeof entrySize === 'number' ? fail(entrySize) : entrySize;
     if (e.validated === validate) return { status: RmpStatus.SUCCESS, noUpdate: true };
     // A matching size means the entry is stored at this pfn (4K) or at this 2M-aligned pfn (2M).
+    // Only VALIDATED changes (APM §15.36.3: PVALIDATE "allows the guest to write the Validated
+    // flag"; VeriSMo's RMP model sets nothing else): the VMPL masks RMPUPDATE and RMPADJUST wrote
+    // stay, and so does the VMSA bit, which VMPL0 clears with RMPADJUST.
     const stored = this.#entries.get(pfn) as RmpEntry;
-    // Validating grants VMPL0 everything and lower VMPLs nothing (VMPL0 hands out rights with RMPADJUST).
-    this.#set(pfn, {
-      ...stored,
-      validated: validate,
-      vmplPerms: validate ? [VMPL_PERMS_ALL, 0, 0, 0] : [0, 0, 0, 0],
-      vmsa: validate ? stored.vmsa : false,
-    });
+    this.#set(pfn, { ...stored, validated: validate });
     return { status: RmpStatus.SUCCESS, noUpdate: false };
   }
 
   /**
-   * RMPADJUST (guest): a VMPL sets the permissions (and the VMSA bit) of a strictly less privileged
-   * VMPL on one of the guest's validated pages; it can grant only what it has itself.
+   * RMPADJUST (guest): a VMPL sets the permissions of a strictly less privileged VMPL on one of the
+   * guest's validated pages; it can grant only what it has itself. Page sizes as for PVALIDATE.
    */
   rmpadjust(
     guest: { asid: number; vmpl: number },
@@ -353,33 +433,49 @@ export class Rmp {
     spa: number,
     size: RmpPageSize,
     target: { vmpl: number; perms: number; vmsa: boolean },
-  ): RmpStatusCode {
+    nestedPageSize: RmpPageSize = size,
+  ): RmpadjustOutcome {
+    if (guest.asid === 0) return RmpStatus.FAIL_INPUT; // the host has no RMPADJUST (see pvalidate)
     if (!Number.isInteger(target.vmpl) || target.vmpl < 0 || target.vmpl > 3) return RmpStatus.FAIL_INPUT;
     if (target.vmpl <= guest.vmpl) return RmpStatus.FAIL_PERMISSION;
     if ((target.perms & ~VMPL_PERMS_ALL) !== 0) return RmpStatus.FAIL_INPUT;
+    const sizeCheck = guestPageSizeCheck('RMPADJUST', gpa, spa, size, nestedPageSize);
+    if (sizeCheck !== undefined) return sizeCheck;
     const pfn = Math.floor(spa / PAGE_SIZE);
     const e = this.lookup(spa);
     if (!e.assigned || e.asid !== guest.asid || e.gpa !== gpa - (gpa % PAGE_SIZE))
       return RmpStatus.FAIL_INPUT;
     if (!e.validated) return RmpStatus.FAIL_INPUT;
-    if (e.pageSize !== size) return RmpStatus.FAIL_SIZEMISMATCH;
+    const entrySize = entrySizeCheck('RMPADJUST', e, gpa, size);
+    if (entrySize !== undefined) return entrySize;
     const mine = e.vmplPerms[guest.vmpl] as number;
     if ((target.perms & ~mine) !== 0) return RmpStatus.FAIL_PERMISSION;
-    if (size === '2M' && spa % SIZE_2M !== 0) return RmpStatus.FAIL_INPUT;
     const stored = this.#entries.get(pfn) as RmpEntry;
     const perms = [...stored.vmplPerms] as [number, number, number, number];
     perms[target.vmpl] = target.perms;
-    this.#set(pfn, { ...stored, vmplPerms: perms, vmsa: target.vmsa });
+    // The VMSA bit is VMPL0's alone: "can be set by the AMD-SP or by a vCPU running at VMPL0 using
+    // RMPADJUST" (APM §15.36.12); below VMPL0 the request is ignored, not refused (OVMF
+    // SevSnpRmpAdjust: "The VMSA change is only made when running at VMPL0 and is ignored
+    // otherwise"). Else a VMPL1 kernel could turn a page it may write into a VMSA.
+    const vmsa = guest.vmpl === 0 ? target.vmsa : stored.vmsa;
+    this.#set(pfn, { ...stored, vmplPerms: perms, vmsa });
     return RmpStatus.SUCCESS;
   }
 
   // ---- checks the CPU makes ----
 
   /**
-   * The check on every access of a running guest, after the nested walk (sev-reference §7.2):
-   * `private` = the access uses the guest's key (C=1, page-table walk or instruction fetch).
-   * Returns undefined when allowed. Non-SNP guests are held to the host's rule: no writes into
-   * assigned pages.
+   * The check on every access of a running guest, after the nested walk (APM vol. 2 §15.36.10,
+   * Table 15-39): `private` = the access uses the guest's key (C=1; the MMU passes true for
+   * instruction fetches and page-table walks of an SEV guest, whose effective C-bit is always 1).
+   * `nestedPageSize` is the size of the nested mapping — 4K, the only size the model's nested
+   * tables have. Returns undefined when allowed.
+   *
+   * - A non-SNP guest gets the Hypervisor-Owned check on writes (the host's rule).
+   * - An SNP guest's C=0 write gets the Hypervisor-Owned check; its C=0 *read* is not checked at
+   *   all (it reads ciphertext of an assigned page, as the host may).
+   * - Private accesses: RMP-Covered, Guest-Owned, Reverse-Map, Mutable and Page-Size (#NPF), then
+   *   Validated (#VC), then VMPL (#NPF) — in that priority.
    */
   checkGuestAccess(
     guest: { asid: number; snp: boolean; vmpl: number },
@@ -387,24 +483,22 @@ export class Rmp {
     spa: number,
     access: GuestAccessKind,
     isPrivate: boolean,
+    nestedPageSize: RmpPageSize = '4K',
   ): RmpViolation | undefined {
     if (!this.#enabled) return undefined;
-    const e = this.lookup(spa);
     const where = `GPA 0x${gpa.toString(16)} (SPA 0x${spa.toString(16)})`;
-    if (!guest.snp) {
-      if (access === 'write' && e.assigned)
-        return { kind: '#NPF', exitInfoBits: NPF_RMP, reason: `RMP: write to ${where}, an assigned page` };
-      return undefined;
-    }
-    if (!isPrivate) {
-      if (e.assigned)
+    if (!guest.snp || !isPrivate) {
+      if (access === 'write' && !this.#hypervisorOwned(spa, nestedPageSize))
         return {
           kind: '#NPF',
           exitInfoBits: NPF_RMP,
-          reason: `RMP: shared (C=0) access to ${where}, a page assigned as private`,
+          reason: guest.snp
+            ? `RMP: shared (C=0) write to ${where}, a page assigned as private`
+            : `RMP: write to ${where}, an assigned page`,
         };
       return undefined;
     }
+    const e = this.lookup(spa);
     const pageGpa = gpa - (gpa % PAGE_SIZE);
     if (!e.assigned || e.asid !== guest.asid)
       return {
@@ -424,9 +518,24 @@ export class Rmp {
         exitInfoBits: NPF_RMP + NPF_ENC,
         reason: `RMP: ${where} is still being set up by the firmware (${rmpPageState(e)})`,
       };
+    // Page-Size: "If the nested page table indicates a 4KB page size, the Page_Size field of the RMP
+    // entry of the target page is 0" (and 1 for 2M/1G) — both ways, so a 4K nested mapping of a 2M
+    // guest page faults too, and the host PSMASHes it (KVM sev_handle_rmp_fault: "Guest access via
+    // NPT can trigger an #NPF if the NPT mapping is smaller than what is indicated by the 2MB RMP
+    // entry"). Not the SIZEM bit: that one is PVALIDATE's and RMPADJUST's.
+    if (e.pageSize !== nestedPageSize)
+      return {
+        kind: '#NPF',
+        exitInfoBits: NPF_RMP + NPF_ENC,
+        reason:
+          `RMP: ${where} is a ${e.pageSize} RMP page ` +
+          `reached through a ${nestedPageSize} nested mapping (the host must PSMASH or remap it)`,
+      };
     if (!e.validated) return { kind: '#VC', exitInfoBits: 0, reason: `page not validated: ${where}` };
     const need =
       access === 'read' ? VmplPerm.READ : access === 'write' ? VmplPerm.WRITE : VmplPerm.EXEC_SUPERVISOR;
+    // VMPL0's mask is full from RMPUPDATE on, and nothing can lower it (RMPADJUST targets only
+    // higher VMPLs), so it is not consulted.
     const perms = guest.vmpl === 0 ? VMPL_PERMS_ALL : (e.vmplPerms[guest.vmpl] as number);
     if ((perms & need) === 0)
       return {
@@ -437,14 +546,31 @@ export class Rmp {
     return undefined;
   }
 
-  /** Host writes to assigned (or HV_FIXED) pages fault (#PF with the RMP bit). */
+  /**
+   * The Hypervisor-Owned check (APM §15.36.10): ASSIGNED = 0 — for a 2M mapping, of every 4K page in
+   * it. IMMUTABLE does not matter: an HV_FIXED page (ASSIGNED 0, IMMUTABLE 1) is the hypervisor's
+   * (Table 15-35, Owner = Hypervisor: Assigned 0, ASID 0, Immutable "-").
+   */
+  #hypervisorOwned(spa: number, size: RmpPageSize): boolean {
+    if (size === '4K') return !this.lookup(spa).assigned;
+    const base = spa - (spa % SIZE_2M);
+    for (let i = 0; i < PAGES_PER_2M; i++) if (this.lookup(base + i * PAGE_SIZE).assigned) return false;
+    return true;
+  }
+
+  /**
+   * Host writes to pages that fail the Hypervisor-Owned check fault (#PF with the RMP bit, APM
+   * Table 15-39). HV_FIXED pages pass: they stay the hypervisor's, only frozen against RMPUPDATE
+   * so that the firmware may write them too (Linux keeps PSP command buffers there, e.g. the SFS
+   * buffer from snp_alloc_hv_fixed_pages, and writes the commands into them).
+   */
   checkHostWrite(spa: number, length: number): void {
     if (!this.#enabled || length <= 0) return;
     const first = Math.floor(spa / PAGE_SIZE);
     const last = Math.floor((spa + length - 1) / PAGE_SIZE);
     for (let pfn = first; pfn <= last; pfn++) {
       const e = this.lookup(pfn * PAGE_SIZE);
-      if (e.assigned || e.immutable) throw new HostRmpFault(pfn * PAGE_SIZE, rmpPageState(e));
+      if (e.assigned) throw new HostRmpFault(pfn * PAGE_SIZE, rmpPageState(e));
     }
   }
 
