@@ -31,6 +31,7 @@ import {
   SNP_PLATFORM_STATUS_RMP_INITIALIZED,
   SNP_SIG_ALGO_ECDSA_P384_SHA384,
   SnpKeySel,
+  SNP_GUEST_MSG_HEADER_SIZE,
   SNP_ID_AUTH_SIZE,
   SNP_ID_BLOCK_SIZE,
   SnpMsgType,
@@ -260,6 +261,8 @@ export class SnpFirmware {
       case SevCommand.SNP_CONFIG:
         return this.#config(buf);
       case SevCommand.SNP_COMMIT:
+        // ASPFW snp_mcmd_commit: the buffer states its own length.
+        if (SnpCommitBuffer.decode(buf).length !== SnpCommitBuffer.size) return fail(SevStatus.INVALID_PARAM);
         this.#committedTcb = this.#currentTcb;
         return ok();
       default:
@@ -670,26 +673,30 @@ export class SnpFirmware {
     const cmd = SnpGuestRequestBuffer.decode(buf);
     const g = this.#guestAt(cmd.gctxPaddr);
     if (typeof g === 'number') return fail(g);
-    const request = this.#page(cmd.requestPaddr & ~0xfffn);
-    const response = this.#page(cmd.responsePaddr & ~0xfffn);
+    // The messages sit at the exact addresses given; their pages are what the RMP checks concern.
+    const request = this.#range(cmd.requestPaddr, SNP_GUEST_MSG_HEADER_SIZE);
+    const response = this.#range(cmd.responsePaddr, SNP_GUEST_MSG_HEADER_SIZE);
     if (request === undefined || response === undefined) return fail(SevStatus.INVALID_ADDRESS);
+    const requestPage = request - (request % PAGE_SIZE);
+    const responsePage = response - (response % PAGE_SIZE);
     const rmp = this.#ctx.caps.rmp;
-    if (rmp.state(response) !== 'FIRMWARE') return fail(SevStatus.INVALID_PAGE_STATE);
-    if (rmp.lookup(request).pageSize !== '4K' || rmp.lookup(response).pageSize !== '4K')
+    if (rmp.state(responsePage) !== 'FIRMWARE') return fail(SevStatus.INVALID_PAGE_STATE);
+    if (rmp.lookup(requestPage).pageSize !== '4K' || rmp.lookup(responsePage).pageSize !== '4K')
       return fail(SevStatus.INVALID_PAGE_SIZE);
     if (g.state !== SnpGuestState.RUNNING) return fail(SevStatus.INVALID_GUEST_STATE);
     const dma = this.#ctx.caps.dma;
-    const message = dma.read(request, PAGE_SIZE, KEY_NONE);
+    // Header and payload may not cross the page: read to its end, and the decoder checks the fit.
+    const message = dma.read(request, requestPage + PAGE_SIZE - request, KEY_NONE);
     let header;
     try {
-      header = decodeSnpGuestMessageHeader(message);
+      header = decodeSnpGuestMessageHeader(message, { request: true });
     } catch (err) {
       if (err instanceof AbiDecodeError) return fail(SevStatus.INVALID_PARAM);
       throw err;
     }
     if (header.msgVmpck > 3) return fail(SevStatus.INVALID_PARAM);
     const vmpck = (g.vmpck as Buffer[])[header.msgVmpck] as Buffer;
-    const opened = openSnpGuestMessage(message, vmpck);
+    const opened = openSnpGuestMessage(message, vmpck, { request: true });
     if (!opened.ok) return fail(SevStatus.BAD_MEASUREMENT);
     const count = g.msgCount[header.msgVmpck] as bigint;
     // Replays and skipped numbers are refused: the request must carry exactly count + 1.
@@ -715,10 +722,10 @@ export class SnpFirmware {
       version: 1,
       payload,
     });
+    // The answer must fit the response page from RESPONSE_PADDR on, or nothing is consumed.
+    if (response + sealed.length > responsePage + PAGE_SIZE) return fail(SevStatus.INVALID_PARAM);
     g.msgCount[header.msgVmpck] = count + 2n;
-    const out = Buffer.alloc(PAGE_SIZE);
-    sealed.copy(out);
-    dma.write(response, out, KEY_NONE);
+    dma.write(response, sealed, KEY_NONE);
     return ok();
   }
 
