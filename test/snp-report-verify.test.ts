@@ -19,6 +19,7 @@ import {
   type SnpRootSet,
   type SnpVerifyInput,
   snpRootSetFromBundle,
+  SnpChainCache,
   verifySnpReport,
 } from '../src/owner/index.js';
 import { addVerifyReportCommand } from '../src/cli/owner-verify-report.js';
@@ -73,6 +74,31 @@ describe('real SNP reports verify', () => {
     expect(res.leaf.kind).toBe('VCEK');
     // and with every generation's roots offered, the right one is found
     expect(verify(stem, cert).roots).toBe(product);
+  });
+
+  it('a chain cache gives the same verdicts and checks each chain once; signatures are still checked per report', () => {
+    const cache = new SnpChainCache();
+    const input = {
+      report: read('milan-v2.report.bin'),
+      certificate: read('milan-v2.vcek.der'),
+      roots: ROOTS,
+      asOf: new Date('2025-01-01T00:00:00Z'),
+    };
+    const plain = verifySnpReport(input);
+    const first = verifySnpReport({ ...input, chainCache: cache });
+    const second = verifySnpReport({ ...input, chainCache: cache });
+    expect(cache.size).toBe(1);
+    expect(first.checks).toEqual(plain.checks);
+    expect(second.checks).toEqual(plain.checks);
+    const flipped = Buffer.from(input.report);
+    flipped.writeUInt8((flipped[21] as number) ^ 0x80, 21);
+    const tampered = verifySnpReport({ ...input, report: flipped, chainCache: cache });
+    expect(tampered.checks.find((c) => c.name === 'signature')?.ok).toBe(false);
+    expect(tampered.checks.find((c) => c.name === 'chain')?.ok).toBe(true);
+    // Another certificate is another entry, with its own verdict.
+    const other = verifySnpReport({ ...input, certificate: read('genoa-v3.vcek.pem'), chainCache: cache });
+    expect(cache.size).toBe(2);
+    expect(other.ok).toBe(false);
   });
 
   it('a chain file carrying its ASK verifies whatever order the root sets come in', () => {

@@ -3,7 +3,7 @@
 // ARK → ASVK → VLEK) with validity "as of" a given time, AMD's certificate extensions against the
 // report (hwID vs CHIP_ID, SPLs vs REPORTED_TCB), and the owner's policy (debug, minimum TCB, expected
 // measurement / report data / host data).
-import { X509Certificate } from 'node:crypto';
+import { createHash, X509Certificate } from 'node:crypto';
 import {
   type AmdCertExtensions,
   type SnpReport,
@@ -50,6 +50,8 @@ export interface SnpVerifyInput {
   roots: SnpRootSet[];
   /** Check validity as of this time (default: now). */
   asOf?: Date;
+  /** Reuse chain verdicts across calls (a service verifying many reports from few chips). */
+  chainCache?: SnpChainCache;
   policy?: SnpVerifyPolicy;
 }
 
@@ -137,6 +139,38 @@ interface ChainOutcome {
 }
 
 /** Finds the root set whose ASK/ASVK issued the leaf and checks ARK (self-signed) → signer → leaf. */
+/**
+ * Chain verdicts by (certificate file, roots): the RSA-PSS checks of ARK → ASK → VCEK do not depend on
+ * the report, so a verifier that sees many reports from one chip does them once. Validity dates are
+ * still checked on every call (they depend on the time).
+ */
+export class SnpChainCache {
+  readonly #outcomes = new Map<string, ChainOutcome>();
+
+  /** @internal */
+  get(key: string): ChainOutcome | undefined {
+    return this.#outcomes.get(key);
+  }
+
+  /** @internal */
+  set(key: string, outcome: ChainOutcome): void {
+    this.#outcomes.set(key, outcome);
+  }
+
+  get size(): number {
+    return this.#outcomes.size;
+  }
+}
+
+function chainKey(certificate: Uint8Array, roots: readonly SnpRootSet[]): string {
+  const h = createHash('sha256').update(certificate);
+  for (const r of roots) {
+    h.update(`\0${r.name}\0`);
+    for (const c of [r.ark, r.ask, r.asvk]) h.update(c ?? new Uint8Array(0)).update('\0');
+  }
+  return h.digest('hex');
+}
+
 function checkChain(leaf: X509Certificate, extra: X509Certificate[], roots: SnpRootSet[]): ChainOutcome {
   const attempts: string[] = [];
   let unsigned: string | undefined;
@@ -338,7 +372,12 @@ export function verifySnpReport(input: SnpVerifyInput): SnpVerifyResult {
   }
 
   // (b) the chain and its validity
-  const chain = checkChain(leaf, extra, input.roots);
+  const cacheKey = input.chainCache === undefined ? '' : chainKey(input.certificate, input.roots);
+  let chain = input.chainCache?.get(cacheKey);
+  if (chain === undefined) {
+    chain = checkChain(leaf, extra, input.roots);
+    input.chainCache?.set(cacheKey, chain);
+  }
   checks.push({ name: 'chain', ok: chain.ok, detail: chain.detail });
   checks.push(checkValidity(chain.certs, input.asOf ?? new Date()));
 

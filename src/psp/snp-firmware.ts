@@ -4,6 +4,7 @@
 // RMP with a chained SHA-384 digest (LAUNCH_UPDATE), finished with an optional ID block, and talks to
 // the firmware through AES-256-GCM messages under its VMPCKs (GUEST_REQUEST): attestation reports
 // signed with the VCEK of the reported TCB, and derived keys.
+import type { KeyObject } from 'node:crypto';
 import {
   SevCommand,
   SevStatus,
@@ -30,6 +31,7 @@ import {
   SNP_PLATFORM_STATUS_FLAG,
   SNP_PLATFORM_STATUS_RMP_INITIALIZED,
   SNP_SIG_ALGO_ECDSA_P384_SHA384,
+  SNP_REPORT_SIGNED_LENGTH,
   SnpKeySel,
   SNP_GUEST_MSG_HEADER_SIZE,
   SNP_ID_AUTH_SIZE,
@@ -63,7 +65,7 @@ import {
   SNP_GUEST_FIELD_SELECT_ALL,
   SnpGuestFieldSelect,
 } from '../abi/index.js';
-import { type Drbg, MEMORY_KEY_MATERIAL_BYTES, sevKdf } from '../crypto/index.js';
+import { type Drbg, MEMORY_KEY_MATERIAL_BYTES, ecdsaP384Sign, sevKdf } from '../crypto/index.js';
 import {
   KEY_NONE,
   PAGE_SIZE,
@@ -82,7 +84,7 @@ import {
   tcbComponents,
   tcbSpls,
   vcekHashStick,
-  vcekSignReport,
+  vcekPrivateKey,
 } from './vcek.js';
 
 /** The SNP firmware's TCB for each product: the SPLs a real part of that generation reported. */
@@ -201,6 +203,8 @@ export class SnpFirmware {
   #configTcb = 0n;
   #maskChipId = false;
   #maskChipKey = false;
+  /** VCEKs by TCB: deriving one walks every hash stick, so each is derived once (they never leave here). */
+  readonly #vceks = new Map<bigint, KeyObject>();
 
   constructor(ctx: SnpFirmwareContext) {
     this.#ctx = ctx;
@@ -570,7 +574,6 @@ export class SnpFirmware {
     }
     let ld = g.ld;
     for (let i = 0; i < pages; i++) {
-      const at = spa + i * PAGE_SIZE;
       const page = plaintexts[i] as Buffer;
       const gpa = BigInt(entry.gpa + i * PAGE_SIZE);
       ld = extendSnpLaunchDigest(ld, {
@@ -580,8 +583,9 @@ export class SnpFirmware {
         imi: info.imiPage,
         vmplPerms: [perms.vmpl1, perms.vmpl2, perms.vmpl3],
       });
-      dma.write(at, page, g.asid);
     }
+    // One write for the whole (2 MiB) page: the memory controller encrypts page-aligned runs in bulk.
+    dma.write(spa, pages === 1 ? (plaintexts[0] as Buffer) : Buffer.concat(plaintexts), g.asid);
     g.ld = ld;
     rmp.write(spa, {
       ...entry,
@@ -788,7 +792,7 @@ export class SnpFirmware {
       launchTcb: g.launchTcb,
     });
     if (signed) {
-      const sig = vcekSignReport(this.#ctx.chipSecret, product, reported, report);
+      const sig = ecdsaP384Sign(this.#vcek(reported), 'sha384', report.subarray(0, SNP_REPORT_SIGNED_LENGTH));
       Buffer.from(sig.r).copy(report, 0x2a0);
       Buffer.from(sig.s).copy(report, 0x2e8);
     }
@@ -840,6 +844,15 @@ export class SnpFirmware {
     const key = sevKdf(root, 32, 'gmsg-keyreq', mix);
     root.fill(0);
     return encodeSnpKeyResponse({ status: SevStatus.SUCCESS, derivedKey: key });
+  }
+
+  #vcek(tcb: bigint): KeyObject {
+    let key = this.#vceks.get(tcb);
+    if (key === undefined) {
+      key = vcekPrivateKey(this.#ctx.chipSecret, this.#product as SnpProduct, tcb);
+      this.#vceks.set(tcb, key);
+    }
+    return key;
   }
 
   toJSON(): string {
