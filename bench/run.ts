@@ -1,8 +1,9 @@
 // sevsim benchmarks: `npm run bench` (builds, then `node --expose-gc dist/bench/run.js`).
 //
 //   --json          print one JSON object instead of the table
-//   --only LIST     comma-separated subset of: cipher, guest, launch, owner
+//   --only LIST     comma-separated subset of: cipher, guest, launch, owner, snp
 //   --quick         fewer repetitions and a smaller launch image (a smoke run, not for figures)
+//   --snp-launch-mib N   size of the SNP launch (group snp): default 1024, --quick 64
 //
 // Every figure is the median of several measured repetitions after warm-up, printed with a
 // baseline measured in the same run and their ratio.
@@ -21,20 +22,24 @@ import {
 } from './harness.js';
 import { runLaunchBenchmarks } from './launch-update.js';
 import { runOwnerBenchmarks } from './owner-launch.js';
+import { runSnpBenchmarks } from './snp.js';
 
-const SUITES = ['cipher', 'guest', 'launch', 'owner'] as const;
+const SUITES = ['cipher', 'guest', 'launch', 'owner', 'snp'] as const;
 type Suite = (typeof SUITES)[number];
 
 interface Args {
   readonly json: boolean;
   readonly quick: boolean;
   readonly only: readonly Suite[];
+  /** Guest size of the SNP launch benchmark, MiB (undefined: 1024, or 64 with --quick). */
+  readonly snpLaunchMiB: number | undefined;
 }
 
 function parseArgs(argv: readonly string[]): Args {
   let json = false;
   let quick = false;
   let only: Suite[] = [...SUITES];
+  let snpLaunchMiB: number | undefined;
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (a === '--json') json = true;
@@ -45,14 +50,19 @@ function parseArgs(argv: readonly string[]): Args {
         if (!(SUITES as readonly string[]).includes(s))
           throw new Error(`unknown suite ${s} (use ${SUITES.join(', ')})`);
       only = list as Suite[];
+    } else if (a === '--snp-launch-mib') {
+      const v = Number(argv[++i]);
+      if (!Number.isInteger(v) || v < 2 || v % 2 !== 0)
+        throw new Error('--snp-launch-mib needs an even number of MiB (2 MiB pages), at least 2');
+      snpLaunchMiB = v;
     } else if (a === '--help' || a === '-h') {
       console.log(
-        'usage: node --expose-gc dist/bench/run.js [--json] [--quick] [--only cipher,guest,launch,owner]',
+        'usage: node --expose-gc dist/bench/run.js [--json] [--quick] [--only cipher,guest,launch,owner,snp] [--snp-launch-mib N]',
       );
       process.exit(0);
     } else throw new Error(`unknown argument ${a}`);
   }
-  return { json, quick, only };
+  return { json, quick, only, snpLaunchMiB };
 }
 
 function machine(): Record<string, string | number> {
@@ -113,6 +123,9 @@ function main(): void {
   const launchSettings: Settings = { ...settings, warmup: 1, reps: args.quick ? 2 : 3 };
   /** Owner benchmarks: child processes and launches of ~0.1–0.5 s each, so more repetitions are cheap. */
   const ownerSettings: Settings = { ...settings, warmup: 1, reps: args.quick ? 3 : 9 };
+  /** SNP launch: whole launches of 1 GiB (64 MiB with --quick) each, 4 KiB and 2 MiB pages. */
+  const snpLaunchMiB = args.snpLaunchMiB ?? (args.quick ? 64 : 1024);
+  const snpLaunchSettings: Settings = { ...settings, warmup: 1, reps: args.quick ? 2 : 3 };
   const started = now();
   const rows: Row[] = [];
   const seconds: Record<string, number> = {};
@@ -122,7 +135,19 @@ function main(): void {
     if (suite === 'cipher') rows.push(...runCipherBenchmarks(settings, log));
     else if (suite === 'guest') rows.push(...runGuestAccessBenchmarks(settings, log));
     else if (suite === 'launch') rows.push(...runLaunchBenchmarks(launchSettings, log));
-    else rows.push(...runOwnerBenchmarks(ownerSettings, log));
+    else if (suite === 'owner') rows.push(...runOwnerBenchmarks(ownerSettings, log));
+    else
+      rows.push(
+        ...runSnpBenchmarks(
+          {
+            rates: settings,
+            launch: snpLaunchSettings,
+            cli: ownerSettings,
+            launchBytes: snpLaunchMiB * 1024 * 1024,
+          },
+          log,
+        ),
+      );
     seconds[suite] = Number(((now() - t0) / 1000).toFixed(1));
   }
   const totalSeconds = Number(((now() - started) / 1000).toFixed(1));
@@ -137,6 +162,7 @@ function main(): void {
           settings,
           launchSettings,
           ownerSettings,
+          snpLaunchSettings: { ...snpLaunchSettings, launchMiB: snpLaunchMiB },
           seconds: { ...seconds, total: totalSeconds },
           rows,
           targets,
@@ -152,7 +178,7 @@ function main(): void {
   );
   console.log(`load average (1 min) at start ${info.loadAverageAtStart}, at end ${info.loadAverageAtEnd}`);
   console.log(
-    `median of ${settings.reps} repetitions after ${settings.warmup} warm-up (launch: ${launchSettings.reps} after ${launchSettings.warmup}; owner: ${ownerSettings.reps} after ${ownerSettings.warmup}); total ${totalSeconds} s ${JSON.stringify(seconds)}`,
+    `median of ${settings.reps} repetitions after ${settings.warmup} warm-up (launch: ${launchSettings.reps} after ${launchSettings.warmup}; owner: ${ownerSettings.reps} after ${ownerSettings.warmup}; snp launch: ${snpLaunchSettings.reps} × ${snpLaunchMiB} MiB after ${snpLaunchSettings.warmup} × ${Math.min(32, snpLaunchMiB)} MiB); total ${totalSeconds} s ${JSON.stringify(seconds)}`,
   );
   console.log('');
   console.log(render(rows));
