@@ -5,6 +5,8 @@
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import {
+  SNP_CERT_GUID,
+  encodeSnpCertTable,
   GHCB_PROTOCOL_VERSION,
   Ghcb,
   GhcbExit,
@@ -39,7 +41,7 @@ const OVMF = readFileSync(new URL('../../shared/testdata/ovmf/OVMF.fd', import.m
 const SEED = 'snp-launch-test';
 const POLICY = 0x30000n;
 
-function boot(vcpus = 1, reportData = Buffer.alloc(64, 0x5a)) {
+function boot(vcpus = 1, reportData = Buffer.alloc(64, 0x5a), certificates?: { gpa: number; pages: number }) {
   const platform = createPlatform({ product: 'milan', seed: SEED, dramBytes: 64 * 1024 * 1024 });
   const hv = new Hypervisor(platform);
   initSnpPlatform(hv);
@@ -54,6 +56,7 @@ function boot(vcpus = 1, reportData = Buffer.alloc(64, 0x5a)) {
     pageTableGpa: secMem.gpa,
     sharedGpa: 0x10_0000,
     reportData,
+    ...(certificates !== undefined ? { certificates } : {}),
   });
   const snp = launchSnpFirmware(hv, {
     name: 'snp-ovmf',
@@ -67,6 +70,41 @@ function boot(vcpus = 1, reportData = Buffer.alloc(64, 0x5a)) {
   });
   return { platform, hv, agent, snp };
 }
+
+describe('extended guest requests (SNP_EXT_GUEST_REQUEST)', () => {
+  const table = encodeSnpCertTable([
+    { guid: SNP_CERT_GUID.ARK, data: Buffer.from('ark certificate') },
+    { guid: SNP_CERT_GUID.VCEK, data: Buffer.alloc(5000, 0x56) },
+  ]);
+
+  it('the guest gets the report and the host’s certificate table, GUIDs in RFC 4122 byte order', () => {
+    const { agent, hv, snp } = boot(1, Buffer.alloc(64, 1), { gpa: 0x11_0000, pages: 4 });
+    snp.certificates = table;
+    runSnpGuest(hv, snp);
+    expect(agent.problem).toBeUndefined();
+    expect(agent.report).toBeDefined();
+    expect(agent.certificates?.map((c) => c.kind)).toEqual(['ARK', 'VCEK']);
+    expect(agent.certificates?.[1]?.data).toEqual(Buffer.alloc(5000, 0x56));
+    // The first entry's GUID bytes as the guest received them: the text's hex digits in order.
+    const raw = hv.readGuestMemory(snp.vm, 0x11_0000, 16);
+    expect(raw.toString('hex')).toBe(SNP_CERT_GUID.ARK.replaceAll('-', ''));
+  });
+
+  it('a certificate buffer too small gets VMM error INVALID_LEN and the pages needed, and no report', () => {
+    const { agent, hv, snp } = boot(1, Buffer.alloc(64, 1), { gpa: 0x11_0000, pages: 1 });
+    snp.certificates = table;
+    runSnpGuest(hv, snp);
+    expect(agent.report).toBeUndefined();
+    expect(agent.problem).toBe('the certificate buffer is too small: the host needs 2 pages');
+  });
+
+  it('a host without certificates answers with an empty table', () => {
+    const { agent, hv, snp } = boot(1, Buffer.alloc(64, 1), { gpa: 0x11_0000, pages: 1 });
+    runSnpGuest(hv, snp);
+    expect(agent.report).toBeDefined();
+    expect(agent.certificates).toEqual([]);
+  });
+});
 
 describe('SNP launch of OVMF.fd', () => {
   it('the guest gets a VCEK-signed report whose MEASUREMENT is the owner-side digest', () => {

@@ -5,6 +5,10 @@
 // wrote, and ask the PSP for a report through the host (MSG_REPORT_REQ under AES-256-GCM, VMGEXIT).
 // The host relays ciphertext only: it can drop or replay the request, never read or forge it.
 import {
+  AbiDecodeError,
+  GHCB_VMM_ERROR_INVALID_LEN,
+  type SnpCertTableEntry,
+  decodeSnpCertTable,
   Ghcb,
   GhcbExit,
   GHCB_PROTOCOL_VERSION,
@@ -40,6 +44,8 @@ export interface SnpAttestationAgentOptions {
   readonly sharedGpa: number;
   /** 64 bytes the owner asked to see in the report (a nonce, a key's hash). */
   readonly reportData: Buffer;
+  /** Ask with an extended request: the host's certificate table lands in these shared pages. */
+  readonly certificates?: { readonly gpa: number; readonly pages: number };
   /** The VMPL the report should name (this firmware runs at VMPL0). */
   readonly vmpl?: number;
 }
@@ -112,11 +118,18 @@ export interface SnpReportRequestPlan {
   readonly reportData: Buffer;
   /** Three shared pages: GHCB, request, response. */
   readonly sharedGpa: number;
+  /**
+   * An extended request (SNP_EXT_GUEST_REQUEST): shared pages where the host puts its certificate
+   * table (ARK, ASK, VCEK) next to the report.
+   */
+  readonly certificates?: { readonly gpa: number; readonly pages: number };
 }
 
 /** What came back: the report, or why not (firmware status in the GHCB or in MSG_REPORT_RSP). */
 export interface SnpReportOutcome {
   readonly report?: Buffer;
+  /** The host's certificate table (extended requests). */
+  readonly certificates?: readonly SnpCertTableEntry[];
   readonly problem?: string;
 }
 
@@ -143,17 +156,23 @@ export function* requestSnpReport(plan: SnpReportRequestPlan): Step<SnpReportOut
     }),
   });
   yield* insn.store(requestGpa, request);
+  const certs = plan.certificates;
   yield* insn.store(
     ghcbGpa,
     Ghcb.encode({
-      swExitCode: BigInt(GhcbExit.SNP_GUEST_REQUEST),
+      swExitCode: BigInt(certs === undefined ? GhcbExit.SNP_GUEST_REQUEST : GhcbExit.SNP_EXT_GUEST_REQUEST),
       swExitInfo1: BigInt(requestGpa),
       swExitInfo2: BigInt(responseGpa),
+      rax: BigInt(certs?.gpa ?? 0),
+      rbx: BigInt(certs?.pages ?? 0),
       protocolVersion: GHCB_PROTOCOL_VERSION,
     }),
   );
   yield { op: 'vmgexit', ghcbGpa };
-  const status = Ghcb.decode(yield* insn.load(ghcbGpa, PAGE_SIZE)).swExitInfo2;
+  const answer = Ghcb.decode(yield* insn.load(ghcbGpa, PAGE_SIZE));
+  const status = answer.swExitInfo2;
+  if (status === GHCB_VMM_ERROR_INVALID_LEN)
+    return { problem: `the certificate buffer is too small: the host needs ${answer.rbx} pages` };
   if (status !== 0n) return { problem: `the firmware refused the request (status 0x${status.toString(16)})` };
   const opened = openSnpGuestMessage(yield* insn.load(responseGpa, PAGE_SIZE), plan.vmpck);
   if (!opened.ok) return { problem: `the response does not authenticate under VMPCK${plan.vmpckIndex}` };
@@ -161,7 +180,14 @@ export function* requestSnpReport(plan: SnpReportRequestPlan): Step<SnpReportOut
     return { problem: 'the response is not the answer to this request' };
   const rsp = decodeSnpReportResponse(opened.payload);
   if (rsp.status !== 0) return { problem: `MSG_REPORT_RSP status 0x${rsp.status.toString(16)}` };
-  return { report: rsp.report };
+  if (certs === undefined) return { report: rsp.report };
+  const table = yield* insn.load(certs.gpa, certs.pages * PAGE_SIZE);
+  try {
+    return { report: rsp.report, certificates: decodeSnpCertTable(table) };
+  } catch (err) {
+    if (!(err instanceof AbiDecodeError)) throw err;
+    return { report: rsp.report, problem: `the host's certificate table is malformed: ${err.message}` };
+  }
 }
 
 export class SnpAttestationAgent implements GuestSoftware {
@@ -169,6 +195,8 @@ export class SnpAttestationAgent implements GuestSoftware {
   readonly code: Buffer;
   /** The report the PSP returned (undefined until the guest ran, or if it failed: see `problem`). */
   report: Buffer | undefined;
+  /** The host's certificate table, for an extended request. */
+  certificates: readonly SnpCertTableEntry[] | undefined;
   problem: string | undefined;
 
   constructor(
@@ -185,7 +213,13 @@ export class SnpAttestationAgent implements GuestSoftware {
       paging: o.paging,
       pageTableGpa: o.pageTableGpa,
       privatePages: [...firmwarePages(this.code), o.secretsGpa],
-      sharedPages: [0, 1, 2].map((i) => o.sharedGpa + i * PAGE_SIZE),
+      sharedPages: [
+        ...[0, 1, 2].map((i) => o.sharedGpa + i * PAGE_SIZE),
+        ...Array.from(
+          { length: o.certificates?.pages ?? 0 },
+          (_, i) => (o.certificates?.gpa ?? 0) + i * PAGE_SIZE,
+        ),
+      ],
     });
     // Paging is off: these stores are private, into pages the PSP validated at launch.
     for (const { gpa, bytes } of tables) yield* insn.store(gpa, bytes);
@@ -199,8 +233,10 @@ export class SnpAttestationAgent implements GuestSoftware {
       vmpl: o.vmpl ?? 0,
       reportData: o.reportData,
       sharedGpa: o.sharedGpa,
+      ...(o.certificates !== undefined ? { certificates: o.certificates } : {}),
     });
     this.report = outcome.report;
+    this.certificates = outcome.certificates;
     this.problem = outcome.problem;
     for (;;) yield* insn.hltForever();
   }

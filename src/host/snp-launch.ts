@@ -6,6 +6,12 @@
 // GHCB) to the PSP through firmware-owned bounce pages, as KVM does.
 import {
   type Decoded,
+  GET_ID_BYTES,
+  GetIdBuffer,
+  SnpPlatformStatus,
+  SnpPlatformStatusBuffer,
+  GHCB_VMM_ERROR_INVALID_LEN,
+  SNP_CERT_TABLE_ENTRY_SIZE,
   GHCB_PROTOCOL_VERSION,
   Ghcb,
   GhcbExit,
@@ -116,6 +122,11 @@ export interface SnpVm {
   readonly software: GuestSoftware;
   /** VMCBs of vCPUs the guest created at run time (AP creation), by their VMSA's GPA. */
   readonly createdVcpus: Map<number, number>;
+  /**
+   * The certificate table the host hands out with extended guest requests (KVM's per-VM certificates,
+   * set by the host from AMD's KDS: ARK, ASK, VCEK); undefined until the host sets one.
+   */
+  certificates: Buffer | undefined;
 }
 
 /** SNP_GCTX_CREATE … SNP_LAUNCH_FINISH of a firmware image, and the BSP's VMCB. */
@@ -227,6 +238,7 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
     bounce,
     software: config.software,
     createdVcpus: new Map(),
+    certificates: undefined,
   };
 }
 
@@ -279,8 +291,21 @@ export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64, vmcb = sn
     const ghcbSpa = snp.vm.spaOf(Number(control.ghcbGpa));
     const ghcb = Ghcb.decode(mem.read(ghcbSpa, Ghcb.size, false));
     let info2: bigint;
+    let extra: { rbx?: bigint } = {};
     if (ghcb.swExitCode === BigInt(GhcbExit.SNP_GUEST_REQUEST)) {
       info2 = BigInt(forwardGuestRequest(hv, snp, Number(ghcb.swExitInfo1), Number(ghcb.swExitInfo2)));
+    } else if (ghcb.swExitCode === BigInt(GhcbExit.SNP_EXT_GUEST_REQUEST)) {
+      // RAX = the guest's certificate buffer, RBX = its size in pages (GHCB spec; sev-reference §7.12).
+      const table = snp.certificates ?? Buffer.alloc(SNP_CERT_TABLE_ENTRY_SIZE);
+      const need = Math.ceil(table.length / PAGE_SIZE);
+      if (ghcb.rbx < BigInt(need)) {
+        // Too small: nothing goes to the firmware; the guest learns how many pages it needs.
+        info2 = GHCB_VMM_ERROR_INVALID_LEN;
+        extra = { rbx: BigInt(need) };
+      } else {
+        info2 = BigInt(forwardGuestRequest(hv, snp, Number(ghcb.swExitInfo1), Number(ghcb.swExitInfo2)));
+        if (info2 === 0n) hv.writeGuestMemory(snp.vm, Number(ghcb.rax), table);
+      }
     } else if (
       ghcb.swExitCode === BigInt(GhcbExit.AP_CREATION) &&
       (ghcb.swExitInfo1 & 0xffffffffn) === AP_CREATE
@@ -296,8 +321,26 @@ export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64, vmcb = sn
       info2 = 5n;
     }
     const answer = Buffer.from(mem.read(ghcbSpa, Ghcb.size, false));
-    Ghcb.write(answer, { swExitInfo2: info2, protocolVersion: GHCB_PROTOCOL_VERSION });
+    Ghcb.write(answer, { swExitInfo2: info2, protocolVersion: GHCB_PROTOCOL_VERSION, ...extra });
     mem.write(ghcbSpa, answer, false);
   }
   return exits;
+}
+
+/** What a host needs to fetch its VCEK from AMD's KDS: the chip ID (GET_ID) and the reported TCB. */
+export interface SnpPlatformIdentity {
+  readonly chipId: Buffer;
+  readonly reportedTcb: bigint;
+  readonly currentTcb: bigint;
+}
+
+/** GET_ID and SNP_PLATFORM_STATUS, as `snphost` does before asking the KDS for the VCEK. */
+export function snpPlatformIdentity(hv: Hypervisor): SnpPlatformIdentity {
+  const d = hv.driver;
+  const mem = hv.soc.hostMemory;
+  d.call(SevCommand.GET_ID, GetIdBuffer, { idPaddr: BigInt(d.dataPage), idLength: GET_ID_BYTES });
+  const chipId = mem.read(d.dataPage, GET_ID_BYTES, false);
+  d.call(SevCommand.SNP_PLATFORM_STATUS, SnpPlatformStatusBuffer, { statusPaddr: BigInt(d.dataPage) });
+  const status = SnpPlatformStatus.decode(mem.read(d.dataPage, SnpPlatformStatus.size, false));
+  return { chipId, reportedTcb: status.reportedTcb, currentTcb: status.currentTcb };
 }

@@ -7,15 +7,24 @@ import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  SNP_CERT_GUID,
   VCPU_TYPES,
   cpuidSignature,
-  decodeSnpReport,
+  encodeSnpCertTable,
+  snpCertByKind,
   derToPem,
   parseOvmfFooter,
   type VcpuTypeName,
 } from '../abi/index.js';
 import { SnpAttestationAgent } from '../guest/index.js';
-import { Hypervisor, initSnpPlatform, launchSnpFirmware, runSnpGuest, type SnpVm } from '../host/index.js';
+import {
+  Hypervisor,
+  initSnpPlatform,
+  launchSnpFirmware,
+  runSnpGuest,
+  snpPlatformIdentity,
+  type SnpVm,
+} from '../host/index.js';
 import { computeLaunchDigest, verifySnpReport } from '../owner/index.js';
 import { SimulatedKds, createPlatform, type Platform } from '../psp/index.js';
 import { simulatedAmdRoot } from '../psp/simulated-amd-root.js';
@@ -46,6 +55,9 @@ export interface SnpOwnerLaunchResult extends OwnerLaunchResult {
 const LOW_RAM = 10 * 1024 * 1024;
 /** Shared pages in low RAM (never launched, so never assigned): GHCB and message pages. */
 export const SNP_SHARED_GPA = 0x10_0000;
+/** Shared pages for the certificate table of an extended request (ARK + ASK + VCEK ≈ 5 KiB). */
+const SNP_CERT_BUFFER_GPA = 0x11_0000;
+const SNP_CERT_BUFFER_PAGES = 4;
 const SNP_POLICY = 0x30000n;
 
 export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunchResult {
@@ -95,6 +107,7 @@ export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunc
     pageTableGpa: secMem.gpa,
     sharedGpa: SNP_SHARED_GPA,
     reportData,
+    certificates: { gpa: SNP_CERT_BUFFER_GPA, pages: SNP_CERT_BUFFER_PAGES },
   });
   const snp = launchSnpFirmware(host.hv, {
     name: 'snp-guest',
@@ -113,40 +126,48 @@ export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunc
     detail: `${launched} pages RMPUPDATEd to PRE_GUEST and SNP_LAUNCH_UPDATEd in QEMU's order (ASID ${snp.vm.asid}, policy 0x${SNP_POLICY.toString(16)}, ${vcpus} VMSA${vcpus === 1 ? '' : 's'})`,
   });
 
-  const exits = runSnpGuest(host.hv, snp);
-  const report = agent.report;
-  steps.push({
-    step: 'guest asks the PSP for a report through its GHCB',
-    ok: report !== undefined,
-    detail:
-      report !== undefined
-        ? `MSG_REPORT_REQ sealed with VMPCK0 from the secrets page; ${exits.length} exits; the host relayed only ciphertext`
-        : `no report: ${agent.problem ?? exits[exits.length - 1]?.reason ?? 'no exit'}`,
-  });
-  if (report === undefined) return { ok: false, steps, artifacts, snp, report };
-  save('report.bin', report);
-
-  const decoded = decodeSnpReport(report);
+  // The host fetches its certificates from AMD's (simulated) KDS, as snphost does, and hands them out
+  // with extended guest requests (KVM's per-VM certificate table).
+  const id = snpPlatformIdentity(host.hv);
+  const hwId = hwIdFromChipId(id.chipId, info.product);
   const kds = new SimulatedKds();
   kds.registerSeededChip(seed, info.product);
-  const vcekAnswer = kds.handle(
-    'GET',
-    kdsVcekPath(info.product, hwIdFromChipId(decoded.chipId, info.product), decoded.reportedTcb),
-  );
-  steps.push({
-    step: 'owner fetches the VCEK from the (simulated) KDS',
-    ok: vcekAnswer.status === 200,
-    detail: `GET ${kdsVcekPath(info.product, hwIdFromChipId(decoded.chipId, info.product), decoded.reportedTcb).slice(0, 60)}… → ${vcekAnswer.status}`,
-  });
-  if (vcekAnswer.status !== 200) return { ok: false, steps, artifacts, snp, report };
+  const url = kdsVcekPath(info.product, hwId, id.reportedTcb);
+  const vcekAnswer = kds.handle('GET', url);
   const { ark, ask } = simulatedAmdRoot().snpCertificates(info.product);
-  save('vcek.der', vcekAnswer.body);
+  steps.push({
+    step: 'host fetches its VCEK from the (simulated) KDS',
+    ok: vcekAnswer.status === 200,
+    detail: `GET_ID + SNP_PLATFORM_STATUS (reported TCB 0x${id.reportedTcb.toString(16).padStart(16, '0')}), then GET ${url.slice(0, 48)}… → ${vcekAnswer.status}`,
+  });
+  if (vcekAnswer.status !== 200) return { ok: false, steps, artifacts, snp, report: undefined };
+  snp.certificates = encodeSnpCertTable([
+    { guid: SNP_CERT_GUID.ARK, data: ark },
+    { guid: SNP_CERT_GUID.ASK, data: ask },
+    { guid: SNP_CERT_GUID.VCEK, data: vcekAnswer.body },
+  ]);
+
+  const exits = runSnpGuest(host.hv, snp);
+  const report = agent.report;
+  const vcek = agent.certificates === undefined ? undefined : snpCertByKind(agent.certificates, 'VCEK');
+  steps.push({
+    step: 'guest asks the PSP for a report through its GHCB',
+    ok: report !== undefined && vcek !== undefined,
+    detail:
+      report !== undefined
+        ? `extended MSG_REPORT_REQ sealed with VMPCK0 from the secrets page; the host relayed only ciphertext and added its certificate table (${(agent.certificates ?? []).map((c) => c.kind ?? c.guid).join(', ')}); ${exits.length} exits`
+        : `no report: ${agent.problem ?? exits[exits.length - 1]?.reason ?? 'no exit'}`,
+  });
+  if (report === undefined || vcek === undefined) return { ok: false, steps, artifacts, snp, report };
+  save('report.bin', report);
+  save('vcek.der', vcek);
   save(join('roots', info.product, 'ark.pem'), derToPem(ark));
   save(join('roots', info.product, 'ask.pem'), derToPem(ask));
 
+  // The owner trusts its own copy of the AMD root, not the ARK/ASK the host put in the table.
   const verdict = verifySnpReport({
     report,
-    certificate: vcekAnswer.body,
+    certificate: vcek,
     roots: [{ name: info.product, ark, ask }],
     policy: { measurement: expected, reportData },
   });
