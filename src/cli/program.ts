@@ -41,7 +41,7 @@ export function buildProgram(): Command {
     .description(
       'Boot a simulated EPYC host, launch two SEV guests and show, for the same memory, what each ' +
         'guest, the hypervisor and DRAM see, checking each protection SEV promises (7a–7g); then the ' +
-        "owner-verified launch of OVMF; then, on SNP products, SEV-SNP (8a–8f): OVMF attested with a " +
+        'owner-verified launch of OVMF; then, on SNP products, SEV-SNP (8a–8f): OVMF attested with a ' +
         'VCEK-signed report, four integrity attacks against SEV and SNP side by side, and an application ' +
         'at VMPL0 that its own kernel (VMPL1) cannot read. Exits 1 if any check fails.',
     )

@@ -5,7 +5,8 @@
 // (VMPL0 vs VMPL1) as well as from the host.
 import { randomBytes } from 'node:crypto';
 import { SvmExit, VCPU_TYPES, cpuidSignature, decodeSnpReport, parseOvmfFooter } from '../abi/index.js';
-import { SnpAttestationAgent, VmplPartitionedFirmware, type VmplLayout } from '../guest/index.js';
+import type { SnpAttestationAgent } from '../guest/index.js';
+import { VmplPartitionedFirmware, type VmplLayout } from '../guest/index.js';
 import {
   Adversary,
   Hypervisor,
@@ -21,7 +22,7 @@ import { createPlatform, type Platform } from '../psp/index.js';
 import type { SnpProduct } from '../psp/vcek.js';
 import { HostRmpFault, NPF_RMP, NPF_VMPL, PAGE_SIZE } from '../soc/index.js';
 import { exec, launchGuest } from './sev-demo.js';
-import { SNP_SHARED_GPA, runSnpOwnerLaunch } from './snp-owner-launch.js';
+import { SNP_SHARED_GPA, launchAttestingGuest, runSnpOwnerLaunch } from './snp-owner-launch.js';
 import type { DemoCheck } from './sev-demo.js';
 
 export interface SnpDemoOptions {
@@ -83,26 +84,11 @@ function launchAgent(
   name: string,
   swapImagePages?: readonly [number, number],
 ): { snp: SnpVm; agent: SnpAttestationAgent } {
-  const s = sectionsOf(ovmf);
-  const agent = new SnpAttestationAgent(ovmf, {
-    paging: platform.soc.paging,
-    secretsGpa: s.secrets,
-    pageTableGpa: s.secMem,
-    sharedGpa: SHARED_GPA,
-    reportData: Buffer.alloc(64, 0x5a),
-  });
-  const snp = launchSnpFirmware(hv, {
+  return launchAttestingGuest(hv, platform, ovmf, {
     name,
-    memoryBytes: LOW_RAM,
-    firmware: ovmf,
-    software: agent,
-    policy: POLICY,
-    vcpus: 1,
-    vcpuSignature: VCPU_TYPES_SIGNATURE,
-    guestFeatures: 0x1n,
+    reportData: Buffer.alloc(64, 0x5a),
     ...(swapImagePages !== undefined ? { swapImagePages } : {}),
   });
-  return { snp, agent };
 }
 
 /** The owner's expectation for OVMF on one EPYC-Milan vCPU with SNP_ACTIVE. */

@@ -60,6 +60,56 @@ const SNP_CERT_BUFFER_GPA = 0x11_0000;
 const SNP_CERT_BUFFER_PAGES = 4;
 const SNP_POLICY = 0x30000n;
 
+/** What a host-and-guest pair needs to launch an attesting OVMF guest under SNP. */
+export interface AttestingGuestOptions {
+  readonly name: string;
+  readonly reportData: Buffer;
+  readonly vcpus?: number;
+  readonly vcpuType?: VcpuTypeName;
+  readonly certificates?: { readonly gpa: number; readonly pages: number };
+  /** A reordering host (integrity scenarios). */
+  readonly swapImagePages?: readonly [number, number];
+}
+
+/**
+ * Launches OVMF under SNP as QEMU does, with the attestation agent as what the image executes (page
+ * tables in its first SNP_SEC_MEM section, shared pages at {@link SNP_SHARED_GPA}).
+ */
+export function launchAttestingGuest(
+  hv: Hypervisor,
+  platform: Platform,
+  ovmf: Buffer,
+  o: AttestingGuestOptions,
+): { snp: SnpVm; agent: SnpAttestationAgent } {
+  const sections = parseOvmfFooter(ovmf).sevMetadata?.sections ?? [];
+  const secrets = sections.find((x) => x.typeName === 'SNP_SECRETS');
+  const secMem = sections.find((x) => x.typeName === 'SNP_SEC_MEM');
+  if (secrets === undefined || secMem === undefined)
+    throw new RangeError(
+      'the firmware image has no SNP_SECRETS / SNP_SEC_MEM sections: it cannot run under SNP',
+    );
+  const agent = new SnpAttestationAgent(ovmf, {
+    paging: platform.soc.paging,
+    secretsGpa: secrets.gpa,
+    pageTableGpa: secMem.gpa,
+    sharedGpa: SNP_SHARED_GPA,
+    reportData: o.reportData,
+    ...(o.certificates !== undefined ? { certificates: o.certificates } : {}),
+  });
+  const snp = launchSnpFirmware(hv, {
+    name: o.name,
+    memoryBytes: LOW_RAM,
+    firmware: ovmf,
+    software: agent,
+    policy: SNP_POLICY,
+    vcpus: o.vcpus ?? 1,
+    vcpuSignature: cpuidSignature(VCPU_TYPES[o.vcpuType ?? 'EPYC-Milan']),
+    guestFeatures: 0x1n,
+    ...(o.swapImagePages !== undefined ? { swapImagePages: o.swapImagePages } : {}),
+  });
+  return { snp, agent };
+}
+
 export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunchResult {
   const seed = String(options.seed ?? 'launch');
   const info = snpProduct(options.product ?? 'milan');
@@ -94,30 +144,12 @@ export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunc
   const nonce = randomBytes(32);
   const reportData = createHash('sha512').update(nonce).digest();
 
-  const sections = parseOvmfFooter(options.ovmf).sevMetadata?.sections ?? [];
-  const secrets = sections.find((s) => s.typeName === 'SNP_SECRETS');
-  const secMem = sections.find((s) => s.typeName === 'SNP_SEC_MEM');
-  if (secrets === undefined || secMem === undefined)
-    throw new RangeError(
-      'the firmware image has no SNP_SECRETS / SNP_SEC_MEM sections: it cannot run under SNP',
-    );
-  const agent = new SnpAttestationAgent(options.ovmf, {
-    paging: host.platform.soc.paging,
-    secretsGpa: secrets.gpa,
-    pageTableGpa: secMem.gpa,
-    sharedGpa: SNP_SHARED_GPA,
-    reportData,
-    certificates: { gpa: SNP_CERT_BUFFER_GPA, pages: SNP_CERT_BUFFER_PAGES },
-  });
-  const snp = launchSnpFirmware(host.hv, {
+  const { snp, agent } = launchAttestingGuest(host.hv, host.platform, options.ovmf, {
     name: 'snp-guest',
-    memoryBytes: LOW_RAM,
-    firmware: options.ovmf,
-    software: agent,
-    policy: SNP_POLICY,
+    reportData,
     vcpus,
-    vcpuSignature: cpuidSignature(VCPU_TYPES[vcpuType]),
-    guestFeatures: 0x1n,
+    vcpuType,
+    certificates: { gpa: SNP_CERT_BUFFER_GPA, pages: SNP_CERT_BUFFER_PAGES },
   });
   const launched = host.platform.soc.rmpAssignedPages().filter((p) => p.entry.asid === snp.vm.asid).length;
   steps.push({
@@ -178,7 +210,10 @@ export function runSnpOwnerLaunch(options: SnpOwnerLaunchOptions): SnpOwnerLaunc
   });
 
   // What the host can do with the guest's memory now: read ciphertext, write nothing.
-  const spa = snp.vm.spaOf(secrets.gpa);
+  const secretsGpa = (parseOvmfFooter(options.ovmf).sevMetadata?.sections ?? []).find(
+    (x) => x.typeName === 'SNP_SECRETS',
+  )?.gpa as number;
+  const spa = snp.vm.spaOf(secretsGpa);
   let writeRefused = false;
   try {
     host.platform.soc.hostMemory.write(spa, Buffer.alloc(16), false);
