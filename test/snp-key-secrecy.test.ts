@@ -334,8 +334,10 @@ beforeAll(async () => {
   const sme = stream.generate(MEMORY_KEY_MATERIAL_BYTES);
   const vek = stream.generate(MEMORY_KEY_MATERIAL_BYTES);
   const vmpck = [0, 1, 2, 3].map(() => stream.generate(32));
+  const vmrk = stream.generate(32);
   const failedVek = stream.generate(MEMORY_KEY_MATERIAL_BYTES);
   const failedVmpck = [0, 1, 2, 3].map(() => stream.generate(32));
+  const failedVmrk = stream.generate(32);
   const opened = openSnpGuestMessage(relayedResponse, vmpck[0] as Buffer);
   if (!opened.ok) throw new Error('the relayed response does not open under the regenerated VMPCK0');
   const report = decodeSnpReportResponse(opened.payload).report;
@@ -611,6 +613,8 @@ beforeAll(async () => {
     { name: 'SME key', bytes: sme },
     { name: 'failed guest’s VEK', bytes: failedVek },
     ...failedVmpck.map((bytes, i) => ({ name: `failed guest’s VMPCK${i}`, bytes })),
+    { name: 'VMRK', bytes: vmrk },
+    { name: 'failed guest’s VMRK', bytes: failedVmrk },
     { name: 'derived key (MSG_KEY_RSP)', bytes: keyRsp.derivedKey },
   ];
   world = {

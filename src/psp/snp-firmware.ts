@@ -97,6 +97,22 @@ const PRODUCT_TCB: Readonly<Record<SnpProduct, bigint>> = {
   turin: 0x4700_0000_0200_0100n,
 };
 
+// ASPFW cpuid_lookup.h: the reserved bits and rules of the two leaves the model checks.
+const CPUID1_EAX_RESERVED = 0xf000f000;
+const CPUID1_EBX_CLFLUSH_MASK = 0xff00;
+/** CLFLUSH line size in quadwords (8 = 64 bytes), exact in ASPFW. */
+const CLFLUSH_LINE_QWORDS = 8;
+const CPUID_8000001F_EAX_RESERVED = 0xfcf00000;
+const MAX_VMPLS = 4;
+
+/** A CPUID(1).EAX signature as one number ordered family, model, stepping (ASPFW compare_FMS). */
+function fmsOrder(eax: number): number {
+  const base = (eax >>> 8) & 0xf;
+  const family = base === 0xf ? base + ((eax >>> 20) & 0xff) : base;
+  const model = base === 0xf ? (((eax >>> 16) & 0xf) << 4) | ((eax >>> 4) & 0xf) : (eax >>> 4) & 0xf;
+  return family * 0x1000 + model * 0x10 + (eax & 0xf);
+}
+
 /** PLATFORM_INFO bit 0: SMT is enabled on this host (a guest policy without SMT is refused). */
 const PLATFORM_INFO_SMT_EN = 1n;
 /** SIGNING_KEY values of the report (bits 4:2 of 0x48). */
@@ -119,6 +135,7 @@ class SnpGuest {
   ld: Buffer = snpInitialLaunchDigest();
   vek: Buffer | undefined;
   vmpck: [Buffer, Buffer, Buffer, Buffer] | undefined;
+  vmrk: Buffer | undefined;
   /** Messages processed per VMPCK (the next request must carry count + 1). */
   readonly msgCount: [bigint, bigint, bigint, bigint] = [0n, 0n, 0n, 0n];
   reportId: Buffer = Buffer.alloc(32);
@@ -131,6 +148,8 @@ class SnpGuest {
   idKeyDigest: Buffer = Buffer.alloc(48);
   authorKeyDigest: Buffer = Buffer.alloc(48);
   authorKeyEnabled = false;
+  /** Finished with an ID block. */
+  idBlock = false;
   vcekDisabled = false;
   launchTcb = 0n;
 
@@ -140,8 +159,10 @@ class SnpGuest {
   wipe(): void {
     this.vek?.fill(0);
     for (const k of this.vmpck ?? []) k.fill(0);
+    this.vmrk?.fill(0);
     this.vek = undefined;
     this.vmpck = undefined;
+    this.vmrk = undefined;
   }
 
   toJSON(): string {
@@ -347,7 +368,8 @@ export class SnpFirmware {
       flags:
         (this.#maskChipId ? SNP_PLATFORM_STATUS_FLAG.MASK_CHIP_ID : 0) |
         (this.#maskChipKey ? SNP_PLATFORM_STATUS_FLAG.MASK_CHIP_KEY : 0),
-      guestCount: this.#guests.size,
+      // Guests count from LAUNCH_START on (a bare context page is not yet a guest).
+      guestCount: [...this.#guests.values()].filter((g) => g.state !== SnpGuestState.INIT).length,
       currentTcb: this.#currentTcb,
       reportedTcb: this.reportedTcb,
     });
@@ -412,6 +434,8 @@ export class SnpFirmware {
     g.gosvw = Buffer.from(cmd.gosvw);
     g.vek = this.#ctx.keyRng.generate(MEMORY_KEY_MATERIAL_BYTES);
     g.vmpck = [0, 1, 2, 3].map(() => this.#ctx.keyRng.generate(32)) as [Buffer, Buffer, Buffer, Buffer];
+    // The VM root key, drawn for every guest (ASPFW snp_mcmd_launch_start): a key-derivation root.
+    g.vmrk = this.#ctx.keyRng.generate(32);
     g.reportId = this.#ctx.nonceRng.generate(32);
     g.launchTcb = this.#currentTcb;
     g.ld = snpInitialLaunchDigest();
@@ -532,9 +556,6 @@ export class SnpFirmware {
     if (entry.asid !== g.asid) return fail(SevStatus.INVALID_PAGE_OWNER);
     if (g.imiEnabled && !info.imiPage) return fail(SevStatus.INVALID_PARAM);
     const perms = decodeSnpVmplPerms(cmd.vmplPerms);
-    // A VMSA may be given no lower-VMPL rights (the hardware would let that VMPL rewrite it).
-    if (type === SnpPageType.VMSA && (perms.vmpl1 | perms.vmpl2 | perms.vmpl3) !== 0)
-      return fail(SevStatus.INVALID_PARAM);
 
     const dma = this.#ctx.caps.dma;
     const pages = span / PAGE_SIZE;
@@ -598,9 +619,10 @@ export class SnpFirmware {
   }
 
   /**
-   * The CPUID page check: each leaf the firmware knows must report what this product's hardware
-   * reports — a hypervisor that lies (say, hides SNP from CPUID 0x8000001F or claims another family)
-   * is corrected. Leaves the model does not know pass through unchanged.
+   * The CPUID page check, with ASPFW's rules (cpuid_lookup.c) for the leaves the model knows: leaf 1's
+   * family/model/stepping may be this CPU's or older, its reserved bits zero and its CLFLUSH size 8;
+   * Fn8000_001F's EAX may hide features but not claim more, its C-bit position is exact and at most 4
+   * VMPLs. A table that breaks a rule comes back corrected. Other leaves pass through.
    */
   #checkCpuidPage(page: Buffer): { ok: true; page: Buffer } | { ok: false; corrected: Buffer } {
     let entries: SnpCpuidEntry[];
@@ -611,18 +633,22 @@ export class SnpFirmware {
       return { ok: false, corrected: encodeSnpCpuidPage([]) };
     }
     const profile = this.#ctx.profile;
+    const fms = cpuidSignature(profile);
     const memEnc = cpuidMemoryEncryptionLeaf(profile);
-    const truth = new Map<number, Partial<SnpCpuidEntry>>([
-      [0x1, { eax: cpuidSignature(profile) }],
-      [0x8000_001f, memEnc],
-    ]);
     let lied = false;
     const corrected = entries.map((e) => {
-      const real = truth.get(e.eaxIn);
-      if (real === undefined) return e;
-      const fixed = { ...e, ...real };
-      if (fixed.eax !== e.eax || fixed.ebx !== e.ebx || fixed.ecx !== e.ecx || fixed.edx !== e.edx)
-        lied = true;
+      const fixed = { ...e };
+      if (e.eaxIn === 0x1 && e.ecxIn === 0) {
+        if (fmsOrder(e.eax) > fmsOrder(fms)) fixed.eax = fms;
+        fixed.eax = (fixed.eax & ~CPUID1_EAX_RESERVED) >>> 0;
+        fixed.ebx = ((fixed.ebx & ~CPUID1_EBX_CLFLUSH_MASK) | (CLFLUSH_LINE_QWORDS << 8)) >>> 0;
+      } else if (e.eaxIn === 0x8000_001f && e.ecxIn === 0) {
+        fixed.eax = (e.eax & memEnc.eax & ~CPUID_8000001F_EAX_RESERVED) >>> 0;
+        const vmpls = Math.min((e.ebx >>> 12) & 0xf, MAX_VMPLS);
+        // C-bit position exact; bits 11:6 (physical-address reduction) unchecked; VMPLs at most 4.
+        fixed.ebx = ((e.ebx & 0xfc0) | (memEnc.ebx & 0x3f) | (vmpls << 12)) >>> 0;
+      }
+      if (fixed.eax !== e.eax || fixed.ebx !== e.ebx) lied = true;
       return fixed;
     });
     return lied ? { ok: false, corrected: encodeSnpCpuidPage(corrected) } : { ok: true, page };
@@ -653,9 +679,8 @@ export class SnpFirmware {
         },
       );
       if (!idResult.ok) return fail(idResult.code as SevStatusCode);
-    } else if (authKeyEnabled) {
-      return fail(SevStatus.INVALID_PARAM);
     }
+    // AUTH_KEY_EN without ID_BLOCK_EN is ignored, as ASPFW snp_mcmd_launch_finish ignores it.
     if (idResult?.ok === true) {
       g.familyId = Buffer.from(idResult.idBlock.familyId);
       g.imageId = Buffer.from(idResult.idBlock.imageId);
@@ -663,6 +688,7 @@ export class SnpFirmware {
       g.idKeyDigest = idResult.idKeyDigest;
       g.authorKeyDigest = idResult.authorKeyDigest;
       g.authorKeyEnabled = authKeyEnabled;
+      g.idBlock = true;
     }
     g.hostData = Buffer.from(cmd.hostData);
     g.vcekDisabled = vcekDisabled;
@@ -802,7 +828,7 @@ export class SnpFirmware {
   /**
    * MSG_KEY_REQ: KDF(root, "gmsg-keyreq", MIX_DATA) with root the VCEK hash stick of the requested
    * TCB (sev-reference §7.10; the same stick the VCEK is derived from, so a key requested for an
-   * older TCB is one the older firmware also derived). The VMRK root needs a migration agent.
+   * older TCB is one the older firmware also derived), or the guest's VMRK (ROOT_KEY_SELECT 1).
    */
   #keyResponse(g: SnpGuest, payload: Buffer, vmpckIndex: number): Buffer {
     let req;
@@ -815,20 +841,24 @@ export class SnpFirmware {
     const invalid = encodeSnpKeyResponse({ status: SevStatus.INVALID_PARAM });
     if (req.reservedNonZero !== undefined || req.vmpl > 3 || req.vmpl < vmpckIndex) return invalid;
     if ((req.guestFieldSelect & ~SNP_GUEST_FIELD_SELECT_ALL) !== 0n) return invalid;
-    if (req.rootKeySelect !== 0) return invalid;
     if (req.keySel === SnpKeySel.RESERVED || req.keySel === SnpKeySel.VLEK_ONLY)
       return encodeSnpKeyResponse({ status: SevStatus.INVALID_KEY });
     if (this.#maskChipKey) return encodeSnpKeyResponse({ status: SevStatus.INVALID_KEY });
     const useTcb = (req.guestFieldSelect & SnpGuestFieldSelect.TCB_VERSION) !== 0n;
-    const tcb = useTcb ? req.tcbVersion : this.#committedTcb;
+    // Without a TCB field the root is the reported TCB's stick (ASPFW re-derives it at SNP_CONFIG).
+    const tcb = useTcb ? req.tcbVersion : this.reportedTcb;
     if (useTcb && !this.#tcbAtMost(tcb, this.#committedTcb)) return invalid;
     if ((req.guestFieldSelect & SnpGuestFieldSelect.GUEST_SVN) !== 0n && req.guestSvn > g.guestSvn)
       return invalid;
     const gfs = req.guestFieldSelect;
     const pick = <T>(bit: bigint, value: T, zero: T): T => ((gfs & bit) !== 0n ? value : zero);
+    // ASPFW mixes HOST_DATA and the ID block's key digest in always: 2 the author key, 1 the ID key.
+    const idBlockKeySelect = g.authorKeyEnabled ? 2 : g.idBlock ? 1 : 0;
+    const idBlockKeyDigest =
+      idBlockKeySelect === 2 ? g.authorKeyDigest : idBlockKeySelect === 1 ? g.idKeyDigest : Buffer.alloc(48);
     const mix = encodeSnpMixData({
-      rootKeySelect: 0,
-      idBlockKeySelect: 0,
+      rootKeySelect: req.rootKeySelect,
+      idBlockKeySelect,
       guestFieldSelect: gfs,
       vmpl: req.vmpl,
       guestSvn: pick(SnpGuestFieldSelect.GUEST_SVN, req.guestSvn, 0),
@@ -837,10 +867,13 @@ export class SnpFirmware {
       imageId: pick(SnpGuestFieldSelect.IMAGE_ID, g.imageId, Buffer.alloc(16)),
       familyId: pick(SnpGuestFieldSelect.FAMILY_ID, g.familyId, Buffer.alloc(16)),
       measurement: pick(SnpGuestFieldSelect.MEASUREMENT, g.ld.subarray(0, 32), Buffer.alloc(32)),
-      hostData: Buffer.alloc(32),
-      idBlockKeyDigest: Buffer.alloc(32),
+      hostData: g.hostData,
+      idBlockKeyDigest: idBlockKeyDigest.subarray(0, 32),
     });
-    const root = vcekHashStick(this.#ctx.chipSecret, this.#product as SnpProduct, tcb);
+    const root =
+      req.rootKeySelect === 1
+        ? Buffer.from(g.vmrk as Buffer)
+        : vcekHashStick(this.#ctx.chipSecret, this.#product as SnpProduct, tcb);
     const key = sevKdf(root, 32, 'gmsg-keyreq', mix);
     root.fill(0);
     return encodeSnpKeyResponse({ status: SevStatus.SUCCESS, derivedKey: key });
