@@ -2,7 +2,9 @@
 // four integrity attacks against SEV and SNP, and VMPL isolation inside one guest.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { decodeSnpReport } from '../src/abi/index.js';
 import { runSnpDemo, type SnpDemoResult } from '../src/scenarios/snp-demo.js';
+import { runSnpOwnerLaunch } from '../src/scenarios/snp-owner-launch.js';
 
 const OVMF = readFileSync(new URL('../../shared/testdata/ovmf/OVMF.fd', import.meta.url));
 
@@ -32,6 +34,21 @@ describe('SNP demo', () => {
     expect(vmpl?.detail).toMatch(/MSG_REPORT_RSP status 0x16/);
     expect(vmpl?.detail).toMatch(/#NPF to the host — RMP: VMPL1 may not read/);
   });
+
+  it.each([
+    ['genoa', 3, 64],
+    ['turin', 5, 8],
+  ] as const)(
+    '%s: the owner flow verifies a v%i report whose chip ID has %i bytes',
+    (product, version, idBytes) => {
+      const r = runSnpOwnerLaunch({ ovmf: OVMF, product, seed: `snp-${product}` });
+      expect(r.ok, r.steps.map((st) => `${st.step}: ${st.detail}`).join('\n')).toBe(true);
+      const report = decodeSnpReport(r.report as Buffer);
+      expect(report.version).toBe(version);
+      expect(report.chipId.subarray(0, idBytes)).not.toEqual(Buffer.alloc(idBytes));
+      expect(report.chipId.subarray(idBytes)).toEqual(Buffer.alloc(64 - idBytes));
+    },
+  );
 
   it('refuses a product without SNP', () => {
     expect(() => runSnpDemo({ ovmf: OVMF, product: 'rome' })).toThrow(/no SEV-SNP/);
