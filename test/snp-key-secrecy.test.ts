@@ -732,8 +732,10 @@ describe('SNP keys never leave the PSP', () => {
   it('no inspect or JSON of the platform, hypervisor or SnpVm, no mailbox log, error or exit reason, KDS answer or CLI output holds a piece of a key', () => {
     const scanner = new LeakScanner(world.secrets);
     expect(scanner.pieceCount).toBeGreaterThan(700);
+    // Non-vacuity: hundreds of kilobytes of host-visible text are searched (SnpVm no longer carries the
+    // guest image since AP creation names the VMCB to copy, which shrank it).
     const total = world.texts.reduce((n, t) => n + t.text.length, 0);
-    expect(total).toBeGreaterThan(1_000_000);
+    expect(total).toBeGreaterThan(500_000);
     for (const label of [
       'inspect(platform)',
       'inspect(hypervisor)',

@@ -106,6 +106,17 @@ describe('extended guest requests (SNP_EXT_GUEST_REQUEST)', () => {
   });
 });
 
+describe('AP creation', () => {
+  it('a new vCPU runs the image of an existing one; naming a VMCB nobody runs from is refused', () => {
+    const { platform, snp } = boot();
+    expect(() => platform.soc.attachSoftwareOf(platform.soc.paging.withCBit(0x4000_0000), 0x5000)).toThrow(
+      /no vCPU runs from that VMCB/,
+    );
+    // SnpVm hands the host VMCB addresses only, never the guest's software.
+    expect(Object.keys(snp)).not.toContain('software');
+  });
+});
+
 describe('SNP launch of OVMF.fd', () => {
   it('the guest gets a VCEK-signed report whose MEASUREMENT is the owner-side digest', () => {
     const { agent, hv, snp } = boot();

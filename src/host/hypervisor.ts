@@ -214,7 +214,13 @@ export class Hypervisor {
    * The VMCB of an SEV-ES or SNP vCPU (SEV-ES on: its registers live in the VMSA at `vmsa`, encrypted
    * with the guest's key; the host names the page, never sees the registers) and its software.
    */
-  prepareEncryptedStateVmcb(vm: Vm, vmcb: number, vmsa: number, software: GuestSoftware): void {
+  prepareEncryptedStateVmcb(
+    vm: Vm,
+    vmcb: number,
+    vmsa: number,
+    /** What the vCPU executes, or `{ sameAs: vmcb }`: another vCPU of the same guest. */
+    software: GuestSoftware | { readonly sameAs: number },
+  ): void {
     const mem = this.soc.hostMemory;
     mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
     mem.write(
@@ -228,7 +234,9 @@ export class Hypervisor {
       }),
       true,
     );
-    this.soc.attachGuestSoftware(this.soc.paging.withCBit(vmcb), software);
+    const address = this.soc.paging.withCBit(vmcb);
+    if ('sameAs' in software) this.soc.attachSoftwareOf(this.soc.paging.withCBit(software.sameAs), address);
+    else this.soc.attachGuestSoftware(address, software);
   }
 
   /** The VMCB of a VM arriving by migration: the sender's saved registers, this machine's ASID and tables. */

@@ -118,8 +118,6 @@ export interface SnpVm {
   readonly policy: bigint;
   /** The host's bounce pages for guest requests (KVM keeps one pair per guest). */
   readonly bounce: { readonly request: number; readonly response: number };
-  /** What the image does (attached to every vCPU's VMCB: the code is the image, whatever VMSA runs it). */
-  readonly software: GuestSoftware;
   /** VMCBs of vCPUs the guest created at run time (AP creation), by their VMSA's GPA. */
   readonly createdVcpus: Map<number, number>;
   /**
@@ -236,7 +234,6 @@ export function launchSnpFirmware(hv: Hypervisor, config: SnpLaunchConfig): SnpV
     vmsas,
     policy: config.policy,
     bounce,
-    software: config.software,
     createdVcpus: new Map(),
     certificates: undefined,
   };
@@ -313,7 +310,8 @@ export function runSnpGuest(hv: Hypervisor, snp: SnpVm, maxExits = 64, vmcb = sn
       // The host only names the page: VMRUN itself refuses it unless the RMP marks it a VMSA of this guest.
       const vmsaGpa = Number(ghcb.swExitInfo2);
       const apVmcb = hv.frames.allocate();
-      hv.prepareEncryptedStateVmcb(snp.vm, apVmcb, snp.vm.spaOf(vmsaGpa), snp.software);
+      // The new vCPU runs the same image as the one that asked.
+      hv.prepareEncryptedStateVmcb(snp.vm, apVmcb, snp.vm.spaOf(vmsaGpa), { sameAs: vmcb });
       snp.createdVcpus.set(vmsaGpa, apVmcb);
       info2 = 0n;
     } else {

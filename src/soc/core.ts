@@ -191,6 +191,16 @@ export class Core {
   }
 
   /**
+   * A new vCPU (another VMCB) of the guest whose vCPU runs from `existingVmcb`: the same image, so the
+   * same software — which never leaves the core (AP creation: the host names VMCBs, not software).
+   */
+  attachSoftwareOf(existingVmcb: number, vmcbAddress: number): void {
+    const existing = this.#vcpus.get(this.#format.splitCBit(existingVmcb).address);
+    if (existing === undefined) throw new RangeError('no vCPU runs from that VMCB');
+    this.attachSoftware(vmcbAddress, existing.software);
+  }
+
+  /**
    * Ties the physical frames holding `software`'s code (found through the VMCB's nested tables) to
    * that software. What a guest's bytes *do* is fixed by the guest, not by the host: a host that
    * points another VMCB at those frames can make the CPU run the guest's own code, never code of

@@ -190,6 +190,11 @@ export class Soc {
     this.#core.importVcpu(vmcbAddress, handoff);
   }
 
+  /** Another vCPU of the same guest: the VMCB at `vmcbAddress` runs the software of `existingVmcb`'s. */
+  attachSoftwareOf(existingVmcb: number, vmcbAddress: number): void {
+    this.#core.attachSoftwareOf(existingVmcb, vmcbAddress);
+  }
+
   /** Attaches the software a vCPU's firmware image boots into. */
   attachGuestSoftware(vmcbAddress: number, software: GuestSoftware): void {
     this.#core.attachSoftware(vmcbAddress, software);
