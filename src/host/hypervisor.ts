@@ -191,17 +191,7 @@ export class Hypervisor {
   /** The VMCB of a new VM (ASID, nested paging, SEV) starting at `rip` with paging off, and its software. */
   prepareVmcb(vm: Vm, software: GuestSoftware): void {
     const mem = this.soc.hostMemory;
-    mem.write(vm.vmcb, Buffer.alloc(PAGE_SIZE), true);
-    mem.write(
-      vm.vmcb,
-      VmcbControl.encode({
-        asid: vm.asid,
-        nestedControl: NESTED_CTL_NP_ENABLE | (vm.sev ? NESTED_CTL_SEV_ENABLE : 0n),
-        nestedCr3: BigInt(vm.npt.nestedCr3),
-        tlbControl: TLB_CONTROL_FLUSH_ASID,
-      }),
-      true,
-    );
+    this.#writeVmcbControl(vm, vm.vmcb, vm.sev ? NESTED_CTL_SEV_ENABLE : 0n);
     mem.write(
       vm.vmcb + VMCB_SAVE_AREA_OFFSET,
       SaveArea.encode({ rip: BigInt(software.codeBase), cr0: CR0_PE, efer: EFER_SVME }),
@@ -221,19 +211,7 @@ export class Hypervisor {
     /** What the vCPU executes, or `{ sameAs: vmcb }`: another vCPU of the same guest. */
     software: GuestSoftware | { readonly sameAs: number },
   ): void {
-    const mem = this.soc.hostMemory;
-    mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
-    mem.write(
-      vmcb,
-      VmcbControl.encode({
-        asid: vm.asid,
-        nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE,
-        nestedCr3: BigInt(vm.npt.nestedCr3),
-        tlbControl: TLB_CONTROL_FLUSH_ASID,
-        vmsaPaddr: BigInt(vmsa),
-      }),
-      true,
-    );
+    this.#writeVmcbControl(vm, vmcb, NESTED_CTL_SEV_ENABLE | NESTED_CTL_SEV_ES_ENABLE, BigInt(vmsa));
     const address = this.soc.paging.withCBit(vmcb);
     if ('sameAs' in software) this.soc.attachSoftwareOf(this.soc.paging.withCBit(software.sameAs), address);
     else this.soc.attachGuestSoftware(address, software);
@@ -241,19 +219,25 @@ export class Hypervisor {
 
   /** The VMCB of a VM arriving by migration: the sender's saved registers, this machine's ASID and tables. */
   prepareVmcbFromSave(vm: Vm, save: Decoded<typeof SaveArea.fields>): void {
+    this.#writeVmcbControl(vm, vm.vmcb, NESTED_CTL_SEV_ENABLE);
+    this.soc.hostMemory.write(vm.vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode(save), true);
+  }
+
+  /** A fresh VMCB page with its control area: the VM's ASID and nested tables, nested paging on. */
+  #writeVmcbControl(vm: Vm, vmcb: number, sevControl: bigint, vmsaPaddr = 0n): void {
     const mem = this.soc.hostMemory;
-    mem.write(vm.vmcb, Buffer.alloc(PAGE_SIZE), true);
+    mem.write(vmcb, Buffer.alloc(PAGE_SIZE), true);
     mem.write(
-      vm.vmcb,
+      vmcb,
       VmcbControl.encode({
         asid: vm.asid,
-        nestedControl: NESTED_CTL_NP_ENABLE | NESTED_CTL_SEV_ENABLE,
+        nestedControl: NESTED_CTL_NP_ENABLE | sevControl,
         nestedCr3: BigInt(vm.npt.nestedCr3),
         tlbControl: TLB_CONTROL_FLUSH_ASID,
+        vmsaPaddr,
       }),
       true,
     );
-    mem.write(vm.vmcb + VMCB_SAVE_AREA_OFFSET, SaveArea.encode(save), true);
   }
 
   /** Writes bytes into guest memory through the host's unencrypted mapping (loading an image). */

@@ -71,6 +71,7 @@ import {
   PAGE_SIZE,
   PAGES_PER_2M,
   VMPL_PERMS_ALL,
+  RMP_HYPERVISOR_ENTRY,
   type ProductProfile,
   type PspCapabilities,
   type RmpEntry,
@@ -322,18 +323,7 @@ export class SnpFirmware {
   }
 
   #writeRmp(spa: number, entry: Partial<RmpEntry>): void {
-    const base: RmpEntry = {
-      assigned: false,
-      pageSize: '4K',
-      immutable: false,
-      gpa: 0,
-      asid: 0,
-      vmsa: false,
-      validated: false,
-      metadata: false,
-      vmplPerms: [0, 0, 0, 0],
-    };
-    this.#ctx.caps.rmp.write(spa, { ...base, ...entry });
+    this.#ctx.caps.rmp.write(spa, { ...RMP_HYPERVISOR_ENTRY, ...entry });
   }
 
   // ---- platform ---------------------------------------------------------------------------------

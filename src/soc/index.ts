@@ -44,6 +44,7 @@ export {
   PF_RMP,
   HostRmpFault,
   encodeRmpEntry,
+  RMP_HYPERVISOR_ENTRY,
   rmpPageState,
   type RmpStatusCode,
   type RmpEntry,

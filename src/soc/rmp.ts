@@ -64,7 +64,8 @@ export interface RmpEntry {
   readonly vmplPerms: readonly [number, number, number, number];
 }
 
-const HYPERVISOR_ENTRY: RmpEntry = Object.freeze({
+/** The all-zero entry: a page the hypervisor owns (what an absent entry reads as). */
+export const RMP_HYPERVISOR_ENTRY: RmpEntry = Object.freeze({
   assigned: false,
   pageSize: '4K',
   immutable: false,
@@ -265,7 +266,7 @@ export class Rmp {
       // Pages of a 2M guest page each map the matching 4K slice of its GPA range.
       return { ...large, gpa: large.gpa === 0 ? 0 : large.gpa + (pfn - base) * PAGE_SIZE };
     }
-    return own ?? HYPERVISOR_ENTRY;
+    return own ?? RMP_HYPERVISOR_ENTRY;
   }
 
   /** RMPREAD: the entry (a copy) for display or a host's own bookkeeping. */
